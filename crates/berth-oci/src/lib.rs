@@ -1,0 +1,17 @@
+//! The OCI specifications as values.
+//!
+//! This crate owns the vocabulary every other berth crate speaks: [`Digest`] (with a
+//! streaming [`Digester`]), repository names ([`RepoName`]), [`Tag`]s, manifest
+//! [`Reference`]s, media types, manifest parsing and validation, and the wire
+//! [`ErrorCode`] table of the distribution-spec. It does no I/O.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, DigestError, Digester};
+pub use error::{ErrorBody, ErrorCode, ErrorEntry};
+pub use manifest::{Descriptor, ManifestError, ParsedManifest};
+pub use name::{NameError, Reference, RepoName, Tag};

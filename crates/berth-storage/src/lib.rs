@@ -1,0 +1,74 @@
+//! Where berth's bytes and names live.
+//!
+//! * [`BlobStore`]: content-addressed blob files and in-progress upload files on the
+//!   local filesystem; a blob becomes visible only by an atomic rename after fsync.
+//! * [`Metadata`]: repositories, blob links, manifests (with their exact bytes), tags,
+//!   referrers and upload sessions in an embedded SQLite database (WAL mode), every
+//!   change in one transaction.
+//!
+//! On-disk layout under the data directory:
+//!
+//! ```text
+//! <data-dir>/
+//! ├── meta.db, meta.db-wal, meta.db-shm   SQLite metadata (schema in `metadata.rs`)
+//! ├── blobs/
+//! │   ├── sha256/<first 2 hex>/<hex>      committed blobs, immutable, stored once
+//! │   └── sha512/<first 2 hex>/<hex>
+//! └── uploads/
+//!     └── <uuid>/data                     bytes received so far for one upload session
+//! ```
+//!
+//! This crate knows nothing of what a manifest means; `berth-registry` does.
+
+mod blobs;
+mod metadata;
+
+pub use blobs::{BlobStore, UploadFile, UploadId};
+pub use metadata::{
+    ManifestRecord, Metadata, PutManifestError, ReferrerRow, StoredManifest, UploadSession,
+};
+
+use std::path::PathBuf;
+
+/// Storage failures. None of these is the client's fault; the server reports them
+/// as a generic 500 and logs the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The metadata database failed.
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A blocking task panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Seconds since the Unix epoch, for timestamps in metadata.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

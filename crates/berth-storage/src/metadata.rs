@@ -1,0 +1,708 @@
+//! Repositories, blob links, manifests, tags, referrers and upload sessions in an
+//! embedded SQLite database.
+//!
+//! One writer connection (serialised by a mutex, every change in an `IMMEDIATE`
+//! transaction) and a small pool of reader connections; WAL mode lets readers run
+//! beside the writer and never see a half-applied change. Calls block; async callers
+//! run them on the blocking pool.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use berth_oci::Digest;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::{Result, StorageError, UploadId, now_secs};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS repositories (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+-- Every committed blob file that some repository links (size as verified on upload).
+CREATE TABLE IF NOT EXISTS blobs (
+    digest      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+-- A blob is visible in a repository only through a link.
+CREATE TABLE IF NOT EXISTS repo_blobs (
+    repo_id     INTEGER NOT NULL REFERENCES repositories(id),
+    digest      TEXT NOT NULL REFERENCES blobs(digest),
+    linked_at   INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+-- The exact bytes of every manifest, stored once.
+CREATE TABLE IF NOT EXISTS manifest_content (
+    digest      TEXT PRIMARY KEY,
+    content     BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS manifests (
+    repo_id       INTEGER NOT NULL REFERENCES repositories(id),
+    digest        TEXT NOT NULL REFERENCES manifest_content(digest),
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    subject       TEXT,
+    artifact_type TEXT,
+    annotations   TEXT,
+    pushed_at     INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests(repo_id, subject)
+    WHERE subject IS NOT NULL;
+-- What each manifest references (blobs and child manifests), for deletes and GC.
+CREATE TABLE IF NOT EXISTS manifest_refs (
+    repo_id          INTEGER NOT NULL,
+    manifest_digest  TEXT NOT NULL,
+    target_digest    TEXT NOT NULL,
+    PRIMARY KEY (repo_id, manifest_digest, target_digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tags (
+    repo_id     INTEGER NOT NULL REFERENCES repositories(id),
+    name        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    id          TEXT PRIMARY KEY,
+    repo_id     INTEGER NOT NULL REFERENCES repositories(id),
+    started_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+const READERS: usize = 4;
+
+/// The metadata database.
+#[derive(Debug)]
+pub struct Metadata {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+/// A manifest about to be stored.
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    /// Digest of `content`.
+    pub digest: Digest,
+    /// Media type it was pushed with.
+    pub media_type: String,
+    /// The exact bytes pushed.
+    pub content: Vec<u8>,
+    /// `subject` digest, if any.
+    pub subject: Option<Digest>,
+    /// Artifact type reported by the referrers API.
+    pub artifact_type: Option<String>,
+    /// `annotations` as JSON text, if any.
+    pub annotations: Option<String>,
+    /// Blobs that must be linked in the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests that must exist in the repository.
+    pub manifests: Vec<Digest>,
+}
+
+/// Why a manifest could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutManifestError {
+    /// Referenced blobs or manifests are not in the repository.
+    #[error("manifest references {} unknown blobs or manifests", .0.len())]
+    Missing(Vec<Digest>),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<rusqlite::Error> for PutManifestError {
+    fn from(e: rusqlite::Error) -> Self {
+        PutManifestError::Storage(e.into())
+    }
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The media type it was pushed with.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The exact bytes (empty when only metadata was asked for).
+    pub content: Vec<u8>,
+}
+
+/// One manifest whose `subject` is a given digest.
+#[derive(Debug, Clone)]
+pub struct ReferrerRow {
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Manifest size.
+    pub size: u64,
+    /// Artifact type to report.
+    pub artifact_type: Option<String>,
+    /// Annotations as JSON text.
+    pub annotations: Option<String>,
+}
+
+/// An open upload session.
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    /// Repository the upload belongs to.
+    pub repo: String,
+    /// When it began (Unix seconds).
+    pub started_at: i64,
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a transaction acknowledged to a client survives power loss too.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+    s.parse::<Digest>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn repo_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT id FROM repositories WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+fn ensure_repo(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO repositories (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+        params![name, now_secs()],
+    )?;
+    conn.query_row("SELECT id FROM repositories WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+}
+
+fn link_blob_tx(conn: &Connection, repo: i64, digest: &str, size: u64) -> rusqlite::Result<()> {
+    let now = now_secs();
+    conn.execute(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![digest, size as i64, now],
+    )?;
+    conn.execute(
+        "INSERT INTO repo_blobs (repo_id, digest, linked_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO UPDATE SET linked_at = excluded.linked_at",
+        params![repo, digest, now],
+    )?;
+    Ok(())
+}
+
+/// SQL condition: `name` sorts after `?` in the spec's lexical (case-insensitive,
+/// then bytewise) order.
+const AFTER_LAST: &str = "(name COLLATE NOCASE > ?2 OR (name COLLATE NOCASE = ?2 AND name > ?2))";
+
+impl Metadata {
+    /// Open (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let writer = open_conn(path)?;
+        writer.execute_batch(SCHEMA)?;
+        let readers = (0..READERS)
+            .map(|_| open_conn(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Metadata {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[i]
+            .lock()
+            .map_err(|_| StorageError::Task("reader connection poisoned".into()))?;
+        Ok(f(&conn)?)
+    }
+
+    fn write<T, E: From<rusqlite::Error> + From<StorageError>>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StorageError::Task("writer connection poisoned".into()))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Whether the repository exists.
+    pub fn repo_exists(&self, repo: &str) -> Result<bool> {
+        self.read(|c| repo_id(c, repo).map(|r| r.is_some()))
+    }
+
+    /// Size of `digest` if it is linked in `repo`.
+    pub fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT b.size FROM repo_blobs rb
+                 JOIN repositories r ON r.id = rb.repo_id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = ?1 AND rb.digest = ?2",
+                params![repo, digest.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|s| s as u64))
+        })
+    }
+
+    /// Size of `digest` if any repository links it.
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT size FROM blobs WHERE digest = ?1",
+                [digest.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|s| s as u64))
+        })
+    }
+
+    /// Record a committed blob and link it into `repo`; if `upload` is given, the
+    /// upload session ends in the same transaction.
+    pub fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        upload: Option<UploadId>,
+    ) -> Result<()> {
+        self.write(|tx| -> Result<()> {
+            let id = ensure_repo(tx, repo)?;
+            link_blob_tx(tx, id, &digest.to_string(), size)?;
+            if let Some(u) = upload {
+                tx.execute("DELETE FROM uploads WHERE id = ?1", [u.to_string()])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Link `digest` into `repo` if `from` links it; returns its size when mounted.
+    pub fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<Option<u64>> {
+        self.write(|tx| -> Result<Option<u64>> {
+            let d = digest.to_string();
+            let size: Option<i64> = tx
+                .query_row(
+                    "SELECT b.size FROM repo_blobs rb
+                     JOIN repositories r ON r.id = rb.repo_id
+                     JOIN blobs b ON b.digest = rb.digest
+                     WHERE r.name = ?1 AND rb.digest = ?2",
+                    params![from, d],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(size) = size else { return Ok(None) };
+            let id = ensure_repo(tx, repo)?;
+            link_blob_tx(tx, id, &d, size as u64)?;
+            Ok(Some(size as u64))
+        })
+    }
+
+    /// Remove the link of `digest` from `repo`; false if it was not linked.
+    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        self.write(|tx| -> Result<bool> {
+            let n = tx.execute(
+                "DELETE FROM repo_blobs WHERE digest = ?2
+                 AND repo_id = (SELECT id FROM repositories WHERE name = ?1)",
+                params![repo, digest.to_string()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Store a manifest in `repo` and optionally point `tag` at it, in one
+    /// transaction that first checks every referenced blob and manifest exists there.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        m: &ManifestRecord,
+        tag: Option<&str>,
+    ) -> std::result::Result<(), PutManifestError> {
+        self.write(|tx| -> std::result::Result<(), PutManifestError> {
+            let id = ensure_repo(tx, repo)?;
+            let mut missing = Vec::new();
+            {
+                let mut blob_q =
+                    tx.prepare_cached("SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?;
+                for d in &m.blobs {
+                    if !blob_q.exists(params![id, d.to_string()])? {
+                        missing.push(d.clone());
+                    }
+                }
+                let mut man_q =
+                    tx.prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?;
+                for d in &m.manifests {
+                    if !man_q.exists(params![id, d.to_string()])? {
+                        missing.push(d.clone());
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                missing.dedup();
+                return Err(PutManifestError::Missing(missing));
+            }
+            let digest = m.digest.to_string();
+            let now = now_secs();
+            tx.execute(
+                "INSERT INTO manifest_content (digest, content) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![digest, m.content],
+            )?;
+            tx.execute(
+                "INSERT INTO manifests (repo_id, digest, media_type, size, subject, artifact_type, annotations, pushed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(repo_id, digest) DO UPDATE SET media_type = excluded.media_type, pushed_at = excluded.pushed_at",
+                params![
+                    id,
+                    digest,
+                    m.media_type,
+                    m.content.len() as i64,
+                    m.subject.as_ref().map(|s| s.to_string()),
+                    m.artifact_type,
+                    m.annotations,
+                    now
+                ],
+            )?;
+            {
+                let mut refs = tx.prepare_cached(
+                    "INSERT INTO manifest_refs (repo_id, manifest_digest, target_digest) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?;
+                for t in m.blobs.iter().chain(&m.manifests) {
+                    refs.execute(params![id, digest, t.to_string()])?;
+                }
+            }
+            if let Some(tag) = tag {
+                tx.execute(
+                    "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    params![id, tag, digest, now],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Resolve a tag to a manifest digest.
+    pub fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id
+                 WHERE r.name = ?1 AND t.name = ?2",
+                params![repo, tag],
+                |r| parse_digest(r.get(0)?),
+            )
+            .optional()
+        })
+    }
+
+    /// A manifest in `repo` by digest; `with_content` also loads its bytes.
+    pub fn manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        with_content: bool,
+    ) -> Result<Option<StoredManifest>> {
+        let sql = if with_content {
+            "SELECT m.media_type, m.size, c.content FROM manifests m
+             JOIN repositories r ON r.id = m.repo_id
+             JOIN manifest_content c ON c.digest = m.digest
+             WHERE r.name = ?1 AND m.digest = ?2"
+        } else {
+            "SELECT m.media_type, m.size, x'' FROM manifests m
+             JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = ?1 AND m.digest = ?2"
+        };
+        self.read(|c| {
+            c.prepare_cached(sql)?
+                .query_row(params![repo, digest.to_string()], |r| {
+                    Ok(StoredManifest {
+                        digest: digest.clone(),
+                        media_type: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        content: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    /// Remove a tag; false if it did not exist.
+    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        self.write(|tx| -> Result<bool> {
+            let n = tx.execute(
+                "DELETE FROM tags WHERE name = ?2
+                 AND repo_id = (SELECT id FROM repositories WHERE name = ?1)",
+                params![repo, tag],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Remove a manifest and every tag pointing at it; false if it did not exist.
+    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        self.write(|tx| -> Result<bool> {
+            let Some(id) = repo_id(tx, repo)? else {
+                return Ok(false);
+            };
+            let d = digest.to_string();
+            let n = tx.execute(
+                "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+                params![id, d],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2",
+                params![id, d],
+            )?;
+            tx.execute(
+                "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2",
+                params![id, d],
+            )?;
+            tx.execute(
+                "DELETE FROM manifest_content WHERE digest = ?1
+                 AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
+                [d],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Tags of `repo` in lexical order after `last`, at most `n`; `None` if the
+    /// repository does not exist.
+    pub fn list_tags(&self, repo: &str, n: u32, last: Option<&str>) -> Result<Option<Vec<String>>> {
+        self.read(|c| {
+            let Some(id) = repo_id(c, repo)? else {
+                return Ok(None);
+            };
+            let sql = format!(
+                "SELECT name FROM tags WHERE repo_id = ?1 AND (?2 IS NULL OR {AFTER_LAST})
+                 ORDER BY name COLLATE NOCASE, name LIMIT ?3"
+            );
+            let mut q = c.prepare_cached(&sql)?;
+            let rows = q.query_map(params![id, last, n], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>().map(Some)
+        })
+    }
+
+    /// Repositories holding at least one manifest or blob, in lexical order after
+    /// `last`, at most `n`.
+    pub fn catalog(&self, n: u32, last: Option<&str>) -> Result<Vec<String>> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT name FROM repositories r WHERE (?2 IS NULL OR {AFTER_LAST})
+                 AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
+                      OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo_id = r.id))
+                 ORDER BY name COLLATE NOCASE, name LIMIT ?1"
+            );
+            let mut q = c.prepare_cached(&sql)?;
+            let rows = q.query_map(params![n, last], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Manifests in `repo` whose `subject` is `subject`, optionally only those of
+    /// `artifact_type`, oldest first.
+    pub fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ReferrerRow>> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+                 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                 WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
+                 ORDER BY m.pushed_at, m.digest",
+            )?;
+            let rows = q.query_map(params![repo, subject.to_string(), artifact_type], |r| {
+                Ok(ReferrerRow {
+                    digest: parse_digest(r.get(0)?)?,
+                    media_type: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    artifact_type: r.get(3)?,
+                    annotations: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Record a new upload session for `repo`.
+    pub fn create_upload(&self, id: UploadId, repo: &str) -> Result<()> {
+        self.write(|tx| -> Result<()> {
+            let rid = ensure_repo(tx, repo)?;
+            tx.execute(
+                "INSERT INTO uploads (id, repo_id, started_at) VALUES (?1, ?2, ?3)",
+                params![id.to_string(), rid, now_secs()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// An upload session, if it exists.
+    pub fn upload(&self, id: UploadId) -> Result<Option<UploadSession>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT r.name, u.started_at FROM uploads u JOIN repositories r ON r.id = u.repo_id
+                 WHERE u.id = ?1",
+                [id.to_string()],
+                |r| {
+                    Ok(UploadSession {
+                        repo: r.get(0)?,
+                        started_at: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// End an upload session; false if it did not exist.
+    pub fn delete_upload(&self, id: UploadId) -> Result<bool> {
+        self.write(|tx| -> Result<bool> {
+            Ok(tx.execute("DELETE FROM uploads WHERE id = ?1", [id.to_string()])? > 0)
+        })
+    }
+
+    /// Ids of all open upload sessions.
+    pub fn upload_ids(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut q = c.prepare("SELECT id FROM uploads")?;
+            let rows = q.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Metadata) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metadata::open(&dir.path().join("meta.db")).unwrap();
+        (dir, m)
+    }
+
+    fn record(content: &[u8], blobs: Vec<Digest>) -> ManifestRecord {
+        ManifestRecord {
+            digest: Digest::sha256_of(content),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: content.to_vec(),
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+            blobs,
+            manifests: vec![],
+        }
+    }
+
+    #[test]
+    fn manifest_requires_linked_blobs() {
+        let (_d, m) = db();
+        let blob = Digest::sha256_of(b"layer");
+        let rec = record(b"{}", vec![blob.clone()]);
+        match m.put_manifest("a", &rec, Some("v1")) {
+            Err(PutManifestError::Missing(v)) => assert_eq!(v, vec![blob.clone()]),
+            other => panic!("{other:?}"),
+        }
+        // Nothing was stored by the failed put.
+        assert_eq!(m.resolve_tag("a", "v1").unwrap(), None);
+        m.link_blob("a", &blob, 5, None).unwrap();
+        m.put_manifest("a", &rec, Some("v1")).unwrap();
+        assert_eq!(m.resolve_tag("a", "v1").unwrap(), Some(rec.digest.clone()));
+        let got = m.manifest("a", &rec.digest, true).unwrap().unwrap();
+        assert_eq!(got.content, b"{}");
+        // A blob linked in another repository does not count.
+        assert!(matches!(
+            m.put_manifest("b", &rec, None),
+            Err(PutManifestError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn tags_sorted_and_paged() {
+        let (_d, m) = db();
+        let rec = record(b"{}", vec![]);
+        for t in ["b", "B", "a", "c", "A1"] {
+            m.put_manifest("r", &rec, Some(t)).unwrap();
+        }
+        assert_eq!(
+            m.list_tags("r", 100, None).unwrap().unwrap(),
+            ["a", "A1", "B", "b", "c"]
+        );
+        assert_eq!(
+            m.list_tags("r", 2, Some("A1")).unwrap().unwrap(),
+            ["B", "b"]
+        );
+        assert_eq!(m.list_tags("r", 2, Some("B")).unwrap().unwrap(), ["b", "c"]);
+        assert_eq!(m.list_tags("nope", 2, None).unwrap(), None);
+    }
+
+    #[test]
+    fn delete_manifest_removes_its_tags_only() {
+        let (_d, m) = db();
+        let one = record(b"{\"a\":1}", vec![]);
+        let two = record(b"{\"a\":2}", vec![]);
+        m.put_manifest("r", &one, Some("x")).unwrap();
+        m.put_manifest("r", &one, Some("y")).unwrap();
+        m.put_manifest("r", &two, Some("z")).unwrap();
+        assert!(m.delete_manifest("r", &one.digest).unwrap());
+        assert!(!m.delete_manifest("r", &one.digest).unwrap());
+        assert_eq!(m.list_tags("r", 10, None).unwrap().unwrap(), ["z"]);
+        assert!(m.manifest("r", &one.digest, true).unwrap().is_none());
+    }
+
+    #[test]
+    fn mount_needs_source_link() {
+        let (_d, m) = db();
+        let blob = Digest::sha256_of(b"x");
+        assert_eq!(m.mount_blob("to", "from", &blob).unwrap(), None);
+        m.link_blob("from", &blob, 1, None).unwrap();
+        assert_eq!(m.mount_blob("to", "from", &blob).unwrap(), Some(1));
+        assert_eq!(m.blob_in_repo("to", &blob).unwrap(), Some(1));
+        assert!(m.unlink_blob("to", &blob).unwrap());
+        assert_eq!(m.blob_in_repo("to", &blob).unwrap(), None);
+        assert_eq!(m.blob_in_repo("from", &blob).unwrap(), Some(1));
+    }
+
+    #[test]
+    fn upload_sessions_persist_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let id = UploadId::new();
+        {
+            let m = Metadata::open(&path).unwrap();
+            m.create_upload(id, "r").unwrap();
+        }
+        let m = Metadata::open(&path).unwrap();
+        assert_eq!(m.upload(id).unwrap().unwrap().repo, "r");
+        assert!(m.delete_upload(id).unwrap());
+        assert!(m.upload(id).unwrap().is_none());
+    }
+}

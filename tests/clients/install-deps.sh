@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install (idempotently) every Debian package the real-client tests in this
+# directory need. Safe to run repeatedly; does nothing when all are present.
+set -uo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+# skopeo/podman/docker/umoci are the clients under test; runc (+ conmon, pulled in by
+# podman) runs images; busybox-static is the offline source of test-image content;
+# docker-registry (CNCF Distribution 2.8) is the stand-in registry used with
+# REGISTRY_UNDER_TEST=distribution; jq/curl/coreutils/procps/util-linux/iproute2 are
+# used by the scripts themselves (jq, curl, sha256sum, timeout, pgrep, findmnt, ss).
+PKGS=(skopeo podman docker.io containerd runc conmon umoci busybox-static
+      docker-registry jq curl coreutils procps util-linux iproute2
+      ca-certificates golang-github-containers-common)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps: installing: ${missing[*]}"
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# Only refresh the package lists if they are missing or older than a day, or if a
+# package is not known to apt at all.
+need_update=0
+if [ -z "$(ls -A /var/lib/apt/lists/ 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
+  need_update=1
+elif [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime +1 2>/dev/null | head -1)" ]; then
+  need_update=1
+else
+  for p in "${missing[@]}"; do
+    if ! apt-cache show "$p" >/dev/null 2>&1; then need_update=1; break; fi
+  done
+fi
+if [ "$need_update" -eq 1 ]; then
+  $SUDO apt-get update -q || { echo "install-deps: apt-get update failed" >&2; exit 1; }
+fi
+
+$SUDO apt-get install -y -q "${missing[@]}" \
+  || { echo "install-deps: apt-get install failed" >&2; exit 1; }
+echo "install-deps: done"

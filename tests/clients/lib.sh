@@ -1,0 +1,138 @@
+# shellcheck shell=bash
+# Helpers shared by the real-client tests. Sourced by run.sh; not run on its own.
+#
+# Conventions inside a test function (which run.sh runs in a subshell, output to the
+# test's own log file):
+#   die "reason"     record the reason and end the test as failed
+#   run CMD...       echo the command, then run it under a timeout (CMD_TIMEOUT seconds)
+#   expect_eq A B "what"   die unless A == B
+
+CMD_TIMEOUT=${CMD_TIMEOUT:-180}
+
+# Media types
+MT_OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
+MT_OCI_INDEX=application/vnd.oci.image.index.v1+json
+MT_DOCKER_MANIFEST=application/vnd.docker.distribution.manifest.v2+json
+MT_DOCKER_LIST=application/vnd.docker.distribution.manifest.list.v2+json
+ACCEPT_ALL="$MT_OCI_MANIFEST, $MT_OCI_INDEX, $MT_DOCKER_MANIFEST, $MT_DOCKER_LIST"
+
+die() {
+  printf '%s\n' "$*" >"$REASON_FILE"
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+note() { echo "# $*" >&2; }
+
+run() {
+  echo "+ $*" >&2
+  timeout --kill-after=10 "$CMD_TIMEOUT" "$@"
+  local rc=$?
+  [ "$rc" -eq 124 ] && echo "!! timed out after ${CMD_TIMEOUT}s: $*" >&2
+  return "$rc"
+}
+
+expect_eq() {
+  [ "$1" == "$2" ] || die "$3: expected '$2', got '$1'"
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# The registry under test, as "host:port".
+reg() { echo "$REGISTRY"; }
+
+# ---- OCI image layouts -------------------------------------------------------------
+
+# layout_digest LAYOUT REF -> digest of the top-level descriptor tagged REF in index.json
+layout_digest() {
+  jq -r --arg r "$2" \
+    '[.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $r) | .digest][0] // empty' \
+    "$1/index.json"
+}
+
+# blob_path LAYOUT DIGEST -> path of the blob file
+blob_path() { echo "$1/blobs/${2%%:*}/${2#*:}"; }
+
+# verify_blob LAYOUT DIGEST -> succeeds if the blob exists and its content hashes to DIGEST
+verify_blob() {
+  local p
+  p=$(blob_path "$1" "$2")
+  [ -f "$p" ] && [ "sha256:$(sha256_of "$p")" == "$2" ]
+}
+
+# ---- registry HTTP helpers ---------------------------------------------------------
+
+# registry_digest REPO REF -> Docker-Content-Digest of HEAD /v2/REPO/manifests/REF
+registry_digest() {
+  curl -s -m 20 -o /dev/null -D - -I -H "Accept: $ACCEPT_ALL" \
+    "http://$REGISTRY/v2/$1/manifests/$2" \
+    | tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}'
+}
+
+# http_status METHOD PATH [curl args...] -> HTTP status code
+http_status() {
+  local m=$1 p=$2
+  shift 2
+  curl -s -m 20 -o /dev/null -w '%{http_code}' -X "$m" "$@" "http://$REGISTRY$p"
+}
+
+# ---- client wrappers ---------------------------------------------------------------
+
+skopeo_() { run skopeo --policy "$TMP/conf/policy.json" "$@"; }
+
+podman_() { run podman "$@"; }
+
+docker_() { run "$DOCKER_CLI" "$@"; }
+
+# ---- test images -------------------------------------------------------------------
+
+# build_image LAYOUT TAG ARCH WORKDIR [extra umoci config args...]
+# Makes a one-layer image from busybox-static: /bin/busybox plus a few symlinks.
+build_image() {
+  local layout=$1 tag=$2 arch=$3 work=$4
+  shift 4
+  local bundle="$work/bundle-$tag"
+  run umoci new --image "$layout:$tag" || return 1
+  run umoci unpack --image "$layout:$tag" "$bundle" || return 1
+  mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/etc" "$bundle/rootfs/tmp" || return 1
+  cp /bin/busybox "$bundle/rootfs/bin/busybox" || return 1
+  local s
+  for s in sh ls cat echo true false uname env id; do
+    ln -sf busybox "$bundle/rootfs/bin/$s" || return 1
+  done
+  echo "berth-client-test $tag" >"$bundle/rootfs/etc/berth-test" || return 1
+  run umoci repack --image "$layout:$tag" "$bundle" || return 1
+  run umoci config --image "$layout:$tag" --os linux --architecture "$arch" \
+    --config.cmd /bin/sh --config.cmd -c --config.cmd "echo hello from $tag" \
+    --config.label "org.example.berth.test=$tag" "$@" || return 1
+  rm -rf "$bundle"
+}
+
+# add_index LAYOUT NAME (DIGEST ARCH)... : write an OCI image index over existing manifests
+# of LAYOUT and tag it NAME in index.json.
+add_index() {
+  local layout=$1 name=$2
+  shift 2
+  local descs="[]" d a p size
+  while [ $# -ge 2 ]; do
+    d=$1 a=$2
+    shift 2
+    p=$(blob_path "$layout" "$d")
+    size=$(stat -c %s "$p") || return 1
+    descs=$(jq -c --arg d "$d" --argjson s "$size" --arg a "$a" --arg mt "$MT_OCI_MANIFEST" \
+      '. + [{mediaType: $mt, digest: $d, size: $s, platform: {architecture: $a, os: "linux"}}]' \
+      <<<"$descs") || return 1
+  done
+  local tmpf="$layout/index.tmp"
+  jq -cj --argjson m "$descs" --arg mt "$MT_OCI_INDEX" \
+    '{schemaVersion: 2, mediaType: $mt, manifests: $m, annotations: {"org.example.berth.test": "index"}}' \
+    -n >"$tmpf" || return 1
+  local hex isize
+  hex=$(sha256_of "$tmpf")
+  isize=$(stat -c %s "$tmpf")
+  mv "$tmpf" "$layout/blobs/sha256/$hex" || return 1
+  jq --arg d "sha256:$hex" --argjson s "$isize" --arg n "$name" --arg mt "$MT_OCI_INDEX" \
+    '.manifests += [{mediaType: $mt, digest: $d, size: $s, annotations: {"org.opencontainers.image.ref.name": $n}}]' \
+    "$layout/index.json" >"$layout/index.json.new" || return 1
+  mv "$layout/index.json.new" "$layout/index.json"
+}
