@@ -136,3 +136,29 @@ add_index() {
     "$layout/index.json" >"$layout/index.json.new" || return 1
   mv "$layout/index.json.new" "$layout/index.json"
 }
+
+# The host's architecture in OCI terms; the test image of that architecture is the one
+# the tests run (both contain the host's /bin/busybox).
+case "$(uname -m)" in
+  aarch64 | arm64) NATIVE=arm64 ;;
+  *) NATIVE=amd64 ;;
+esac
+
+# build_test_images: the shared OCI layout $IMAGES with tags
+#   amd64, arm64  single-platform images (configs differ: architecture, env, label)
+#   multi         an OCI image index over both
+build_test_images() {
+  local w=$TMP/images/work
+  mkdir -p "$w"
+  run umoci init --layout "$IMAGES" || return 1
+  build_image "$IMAGES" amd64 amd64 "$w" --config.env ARCH=amd64 || return 1
+  build_image "$IMAGES" arm64 arm64 "$w" --config.env ARCH=arm64 || return 1
+  run umoci gc --layout "$IMAGES" || return 1
+  local da db
+  da=$(layout_digest "$IMAGES" amd64)
+  db=$(layout_digest "$IMAGES" arm64)
+  [ -n "$da" ] && [ -n "$db" ] || { echo "image digests missing" >&2; return 1; }
+  add_index "$IMAGES" multi "$da" amd64 "$db" arm64 || return 1
+  rm -rf "$w"
+  jq . "$IMAGES/index.json" >&2
+}

@@ -1,1 +1,142 @@
-//! tmp
+//! The HTTP face of the berth registry.
+//!
+//! A request's path is parsed into a typed [`Endpoint`] before any handler runs
+//! ([`endpoint`]); handlers ([`handlers`]) call `berth-registry` and never touch
+//! files or SQL; every failure becomes a response through the one mapping in
+//! [`error`]. [`config`] loads and validates `berth serve`'s configuration, and
+//! [`serve`] runs the listener with graceful shutdown.
+
+pub mod config;
+pub mod endpoint;
+pub mod error;
+pub mod handlers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use berth_registry::{Limits, Registry};
+
+pub use config::{Config, ConfigError};
+pub use endpoint::Endpoint;
+use handlers::AppState;
+
+/// Build the application router around an open registry.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .fallback(handlers::dispatch)
+        .with_state(AppState { registry })
+        .layer(axum::middleware::map_response(api_version_header))
+}
+
+async fn api_version_header(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    resp
+}
+
+/// Failures starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The registry's storage could not be opened.
+    #[error("cannot open data directory {dir}: {source}")]
+    Storage {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        source: berth_registry::RegistryError,
+    },
+    /// The listener could not be bound or failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Open the registry in `config.storage.data_dir`.
+pub async fn open_registry(config: &Config) -> Result<Registry, ServeError> {
+    let limits = Limits {
+        max_manifest_bytes: config.limits.max_manifest_bytes,
+    };
+    Registry::open(&config.storage.data_dir, limits)
+        .await
+        .map_err(|source| ServeError::Storage {
+            dir: config.storage.data_dir.display().to_string(),
+            source,
+        })
+}
+
+/// Run the registry until `shutdown` resolves; then stop accepting, let in-flight
+/// requests finish (at most `server.shutdown_timeout_secs`), and return.
+/// `on_ready` is called with the bound address once the listener is up.
+pub async fn serve(
+    config: &Config,
+    on_ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = config.listen_addr()?;
+    let registry = Arc::new(open_registry(config).await?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(registry);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    on_ready(bound);
+    let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let deadline = async move {
+        if rx.await.is_ok() {
+            tracing::info!("shutting down; waiting for in-flight requests");
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        res = server => res.map_err(|source| ServeError::Listen { addr: bound, source }),
+        () = deadline => {
+            tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -332,13 +332,13 @@ impl Metadata {
         })
     }
 
-    /// Store a manifest in `repo` and optionally point `tag` at it, in one
+    /// Store a manifest in `repo` and point each of `tags` at it, in one
     /// transaction that first checks every referenced blob and manifest exists there.
     pub fn put_manifest(
         &self,
         repo: &str,
         m: &ManifestRecord,
-        tag: Option<&str>,
+        tags: &[String],
     ) -> std::result::Result<(), PutManifestError> {
         self.write(|tx| -> std::result::Result<(), PutManifestError> {
             let id = ensure_repo(tx, repo)?;
@@ -393,7 +393,7 @@ impl Metadata {
                     refs.execute(params![id, digest, t.to_string()])?;
                 }
             }
-            if let Some(tag) = tag {
+            for tag in tags {
                 tx.execute(
                     "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
@@ -627,20 +627,20 @@ mod tests {
         let (_d, m) = db();
         let blob = Digest::sha256_of(b"layer");
         let rec = record(b"{}", vec![blob.clone()]);
-        match m.put_manifest("a", &rec, Some("v1")) {
+        match m.put_manifest("a", &rec, &["v1".to_string()]) {
             Err(PutManifestError::Missing(v)) => assert_eq!(v, vec![blob.clone()]),
             other => panic!("{other:?}"),
         }
         // Nothing was stored by the failed put.
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), None);
         m.link_blob("a", &blob, 5, None).unwrap();
-        m.put_manifest("a", &rec, Some("v1")).unwrap();
+        m.put_manifest("a", &rec, &["v1".to_string()]).unwrap();
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), Some(rec.digest.clone()));
         let got = m.manifest("a", &rec.digest, true).unwrap().unwrap();
         assert_eq!(got.content, b"{}");
         // A blob linked in another repository does not count.
         assert!(matches!(
-            m.put_manifest("b", &rec, None),
+            m.put_manifest("b", &rec, &[]),
             Err(PutManifestError::Missing(_))
         ));
     }
@@ -650,7 +650,7 @@ mod tests {
         let (_d, m) = db();
         let rec = record(b"{}", vec![]);
         for t in ["b", "B", "a", "c", "A1"] {
-            m.put_manifest("r", &rec, Some(t)).unwrap();
+            m.put_manifest("r", &rec, &[t.to_string()]).unwrap();
         }
         assert_eq!(
             m.list_tags("r", 100, None).unwrap().unwrap(),
@@ -669,9 +669,9 @@ mod tests {
         let (_d, m) = db();
         let one = record(b"{\"a\":1}", vec![]);
         let two = record(b"{\"a\":2}", vec![]);
-        m.put_manifest("r", &one, Some("x")).unwrap();
-        m.put_manifest("r", &one, Some("y")).unwrap();
-        m.put_manifest("r", &two, Some("z")).unwrap();
+        m.put_manifest("r", &one, &["x".to_string()]).unwrap();
+        m.put_manifest("r", &one, &["y".to_string()]).unwrap();
+        m.put_manifest("r", &two, &["z".to_string()]).unwrap();
         assert!(m.delete_manifest("r", &one.digest).unwrap());
         assert!(!m.delete_manifest("r", &one.digest).unwrap());
         assert_eq!(m.list_tags("r", 10, None).unwrap().unwrap(), ["z"]);

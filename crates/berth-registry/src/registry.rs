@@ -1,0 +1,449 @@
+//! The [`Registry`]: every distribution-spec operation as a method.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_oci::{Digest, Digester, Reference, RepoName, Tag, manifest, media_type};
+use berth_storage::{
+    BlobStore, ManifestRecord, Metadata, PutManifestError, StorageError, StoredManifest, UploadId,
+};
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::uploads::{UploadTable, copy_into};
+use crate::{RegistryError, Result};
+
+/// Limits the registry enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes (spec: at least 4 MiB SHOULD be supported).
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct ManifestPut {
+    /// Digest of the stored bytes.
+    pub digest: Digest,
+    /// The `subject` the manifest names, if any (for the `OCI-Subject` header).
+    pub subject: Option<Digest>,
+}
+
+/// The registry: a blob store and a metadata store, plus in-flight upload state.
+#[derive(Debug)]
+pub struct Registry {
+    blobs: BlobStore,
+    meta: Arc<Metadata>,
+    uploads: UploadTable,
+    limits: Limits,
+}
+
+impl Registry {
+    /// Open the registry stored in `data_dir`, creating it if empty, and reconcile
+    /// upload files with upload sessions left by an earlier run.
+    pub async fn open(data_dir: &Path, limits: Limits) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::Io {
+            op: "create",
+            path: data_dir.to_owned(),
+            source: e,
+        })?;
+        let blobs = BlobStore::open(data_dir)?;
+        let meta = Metadata::open(&data_dir.join("meta.db"))?;
+        let registry = Registry {
+            blobs,
+            meta: Arc::new(meta),
+            uploads: UploadTable::default(),
+            limits,
+        };
+        registry.reconcile_uploads().await?;
+        Ok(registry)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Remove upload files with no session (monolithic uploads cut short by a crash)
+    /// and sessions with no file.
+    async fn reconcile_uploads(&self) -> Result<()> {
+        let sessions: std::collections::HashSet<String> =
+            self.meta.upload_ids()?.into_iter().collect();
+        let on_disk = self.blobs.upload_ids()?;
+        for id in &on_disk {
+            if !sessions.contains(&id.to_string()) {
+                self.blobs.delete_upload(*id).await?;
+                tracing::info!(upload = %id, "removed upload data without a session");
+            }
+        }
+        let disk: std::collections::HashSet<String> =
+            on_disk.iter().map(ToString::to_string).collect();
+        for s in sessions.difference(&disk) {
+            if let Ok(id) = s.parse::<UploadId>() {
+                self.meta.delete_upload(id)?;
+                tracing::info!(upload = %s, "removed upload session without data");
+            }
+        }
+        Ok(())
+    }
+
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Metadata) -> std::result::Result<T, StorageError> + Send + 'static,
+    ) -> Result<T> {
+        let meta = self.meta.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(RegistryError::task)??)
+    }
+
+    // ---- blobs ------------------------------------------------------------------
+
+    /// Size of a blob linked in `repo`.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        let (r, d) = (repo.to_string(), digest.clone());
+        self.db(move |m| m.blob_in_repo(&r, &d))
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Open a blob linked in `repo` for streaming, with its size.
+    pub async fn open_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(tokio::fs::File, u64)> {
+        self.blob_size(repo, digest).await?;
+        match self.blobs.open_blob(digest).await? {
+            Some(f) => Ok(f),
+            None => {
+                tracing::error!(%digest, "blob linked in metadata is missing from disk");
+                Err(RegistryError::BlobUnknown(digest.clone()))
+            }
+        }
+    }
+
+    /// Unlink a blob from `repo` (the file stays until garbage collection).
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let (r, d) = (repo.to_string(), digest.clone());
+        if self.db(move |m| m.unlink_blob(&r, &d)).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Cross-repository mount: link `digest` from `from` into `repo`. Returns false
+    /// (and changes nothing) when `from` does not hold it.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(false);
+        }
+        let (r, f, d) = (repo.to_string(), from.to_string(), digest.clone());
+        Ok(self.db(move |m| m.mount_blob(&r, &f, &d)).await?.is_some())
+    }
+
+    /// Push a whole blob in one request (`POST ?digest=`). `declared_len` is the
+    /// request's Content-Length, if sent.
+    pub async fn put_blob_monolithic<S, E>(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        declared_len: Option<u64>,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        // No session row: if the process dies, startup removes the orphan file.
+        let id = UploadId::new();
+        self.blobs.create_upload(id).await?;
+        let result = async {
+            let mut digester = Digester::new(digest.algorithm());
+            let n = copy_into(&self.blobs, id, &mut digester, body).await?;
+            if let Some(want) = declared_len
+                && want != n
+            {
+                return Err(RegistryError::SizeInvalid(format!(
+                    "Content-Length is {want} but the body held {n} bytes"
+                )));
+            }
+            verify_digest(digest, digester.finish())?;
+            self.blobs.commit_upload(id, digest).await?;
+            let (r, d) = (repo.to_string(), digest.clone());
+            self.db(move |m| m.link_blob(&r, &d, n, None)).await
+        }
+        .await;
+        if result.is_err() {
+            self.blobs.delete_upload(id).await?;
+        }
+        result
+    }
+
+    // ---- upload sessions ------------------------------------------------------------
+
+    /// Open an upload session in `repo`.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId> {
+        let id = UploadId::new();
+        // File first: a session row always has its file.
+        self.blobs.create_upload(id).await?;
+        let r = repo.to_string();
+        self.db(move |m| m.create_upload(id, &r)).await?;
+        Ok(id)
+    }
+
+    async fn check_session(&self, repo: &RepoName, id: UploadId) -> Result<()> {
+        match self.db(move |m| m.upload(id)).await? {
+            Some(s) if s.repo == repo.as_str() => Ok(()),
+            _ => Err(RegistryError::UploadUnknown(id.to_string())),
+        }
+    }
+
+    /// Bytes received so far by an upload session.
+    pub async fn upload_status(&self, repo: &RepoName, id: UploadId) -> Result<u64> {
+        self.check_session(repo, id).await?;
+        let state = self.uploads.get(id);
+        let mut state = state.lock().await;
+        state.len(&self.blobs, id).await
+    }
+
+    /// Append a chunk (`PATCH`); returns the new length.
+    pub async fn append_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        range: Option<(u64, u64)>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        self.check_session(repo, id).await?;
+        let state = self.uploads.get(id);
+        let mut state = state.lock().await;
+        state.append(&self.blobs, id, range, body).await
+    }
+
+    /// Close a session (`PUT ?digest=`), with an optional last chunk: verify the
+    /// digest, make the blob visible, link it into `repo`.
+    pub async fn complete_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        self.check_session(repo, id).await?;
+        let state = self.uploads.get(id);
+        let mut state = state.lock().await;
+        state.append(&self.blobs, id, range, body).await?;
+        let (actual, len) = state.finish(&self.blobs, id, digest.algorithm()).await?;
+        if let Err(e) = verify_digest(digest, actual) {
+            self.end_upload(id).await?;
+            return Err(e);
+        }
+        self.blobs.commit_upload(id, digest).await?;
+        let (r, d) = (repo.to_string(), digest.clone());
+        self.db(move |m| m.link_blob(&r, &d, len, Some(id))).await?;
+        self.uploads.remove(id);
+        Ok(())
+    }
+
+    /// Cancel an upload session (`DELETE`).
+    pub async fn cancel_upload(&self, repo: &RepoName, id: UploadId) -> Result<()> {
+        self.check_session(repo, id).await?;
+        let state = self.uploads.get(id);
+        let _guard = state.lock().await;
+        self.end_upload(id).await
+    }
+
+    async fn end_upload(&self, id: UploadId) -> Result<()> {
+        self.db(move |m| m.delete_upload(id)).await?;
+        self.blobs.delete_upload(id).await?;
+        self.uploads.remove(id);
+        Ok(())
+    }
+
+    // ---- manifests --------------------------------------------------------------
+
+    /// Store a manifest pushed to `reference` with `content_type`, tagging it with
+    /// the reference (if a tag) and every tag in `extra_tags` (`?tag=`).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        extra_tags: &[Tag],
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<ManifestPut> {
+        if body.len() as u64 > self.limits.max_manifest_bytes {
+            return Err(RegistryError::ManifestTooLarge {
+                limit: self.limits.max_manifest_bytes,
+            });
+        }
+        let digest = match reference {
+            Reference::Digest(want) => {
+                let actual = Digest::of(want.algorithm(), &body);
+                verify_digest(want, actual)?;
+                want.clone()
+            }
+            Reference::Tag(_) => Digest::sha256_of(&body),
+        };
+        let parsed = manifest::parse(content_type, &body)?;
+        let record = ManifestRecord {
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+            artifact_type: parsed.artifact_type,
+            annotations: parsed
+                .annotations
+                .map(|a| serde_json::Value::Object(a).to_string()),
+            blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
+            manifests: parsed.manifests.into_iter().map(|d| d.digest).collect(),
+            content: body,
+        };
+        let mut tags: Vec<String> = extra_tags.iter().map(|t| t.to_string()).collect();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.to_string());
+        }
+        let subject = record.subject.clone();
+        let r = repo.to_string();
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || meta.put_manifest(&r, &record, &tags))
+            .await
+            .map_err(RegistryError::task)?
+            .map_err(|e| match e {
+                PutManifestError::Missing(d) => RegistryError::ManifestBlobUnknown(d),
+                PutManifestError::Storage(s) => RegistryError::Storage(s),
+            })?;
+        Ok(ManifestPut { digest, subject })
+    }
+
+    /// Resolve a reference to a manifest digest in `repo`.
+    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
+            Reference::Tag(t) => {
+                let (r, t2) = (repo.to_string(), t.to_string());
+                self.db(move |m| m.resolve_tag(&r, &t2))
+                    .await?
+                    .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))
+            }
+        }
+    }
+
+    /// A manifest by tag or digest; `with_content` loads its bytes too (GET vs HEAD).
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_content: bool,
+    ) -> Result<StoredManifest> {
+        let digest = self.resolve(repo, reference).await?;
+        let (r, d) = (repo.to_string(), digest.clone());
+        self.db(move |m| m.manifest(&r, &d, with_content))
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// Delete a tag (only the tag) or a manifest by digest (with its tags).
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        let r = repo.to_string();
+        let deleted = match reference {
+            Reference::Tag(t) => {
+                let t = t.to_string();
+                self.db(move |m| m.delete_tag(&r, &t)).await?
+            }
+            Reference::Digest(d) => {
+                let d = d.clone();
+                self.db(move |m| m.delete_manifest(&r, &d)).await?
+            }
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    // ---- discovery --------------------------------------------------------------
+
+    /// Up to `n` tags after `last`, in lexical order.
+    pub async fn tags(&self, repo: &RepoName, n: u32, last: Option<String>) -> Result<Vec<String>> {
+        let r = repo.to_string();
+        self.db(move |m| m.list_tags(&r, n, last.as_deref()))
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repo.to_string()))
+    }
+
+    /// Up to `n` repository names after `last`, in lexical order.
+    pub async fn catalog(&self, n: u32, last: Option<String>) -> Result<Vec<String>> {
+        self.db(move |m| m.catalog(n, last.as_deref())).await
+    }
+
+    /// The referrers of `subject` in `repo` as an image index (exact bytes to serve),
+    /// optionally filtered by artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<String>,
+    ) -> Result<Vec<u8>> {
+        let (r, s) = (repo.to_string(), subject.clone());
+        let rows = self
+            .db(move |m| m.referrers(&r, &s, artifact_type.as_deref()))
+            .await?;
+        let manifests: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|row| {
+                let mut d = serde_json::Map::new();
+                d.insert("mediaType".into(), row.media_type.into());
+                d.insert("digest".into(), row.digest.to_string().into());
+                d.insert("size".into(), row.size.into());
+                if let Some(at) = row.artifact_type {
+                    d.insert("artifactType".into(), at.into());
+                }
+                if let Some(a) = row.annotations.and_then(|a| serde_json::from_str(&a).ok()) {
+                    d.insert("annotations".into(), a);
+                }
+                serde_json::Value::Object(d)
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": manifests,
+        });
+        Ok(index.to_string().into_bytes())
+    }
+}
+
+fn verify_digest(want: &Digest, actual: Digest) -> Result<()> {
+    if *want == actual {
+        Ok(())
+    } else {
+        Err(RegistryError::DigestInvalid(format!(
+            "content has digest {actual}, not {want}"
+        )))
+    }
+}

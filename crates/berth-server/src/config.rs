@@ -1,0 +1,468 @@
+//! `berth serve` configuration: one TOML file, typed, every default on its field.
+//!
+//! Loading happens in three passes so that every problem is reported at once:
+//! 1. the file is parsed as TOML and every section and key is checked against
+//!    [`SCHEMA`] (unknown keys and wrong types are collected, not returned early);
+//! 2. environment overrides `BERTH_<SECTION>_<KEY>` are applied (a bad value is
+//!    reported naming the variable);
+//! 3. the typed [`Config`] is built and [`Config::validate`] checks values.
+//!
+//! Precedence: defaults < file < environment < command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The type a configuration key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Int,
+}
+
+/// Every section and key berth understands, with its type. Kept beside the structs
+/// below; a unit test checks the two agree.
+const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
+    (
+        "server",
+        &[("listen", Kind::Str), ("shutdown_timeout_secs", Kind::Int)],
+    ),
+    ("storage", &[("data_dir", Kind::Str)]),
+    ("limits", &[("max_manifest_bytes", Kind::Int)]),
+    ("log", &[("level", Kind::Str)]),
+];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`: the listener.
+    pub server: ServerConfig,
+    /// `[storage]`: where data lives.
+    pub storage: StorageConfig,
+    /// `[limits]`: request limits.
+    pub limits: LimitsConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:5000`.
+    pub listen: String,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT. Default 30.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".into(),
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Data directory (blobs, uploads, metadata database). Default `./berth-data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./berth-data"),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes; larger pushes get 413. Default 4 MiB.
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_manifest_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or a tracing
+    /// `EnvFilter` directive. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// One line per problem, each naming the file or variable and the key.
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Load from an optional TOML file plus the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_with_env(file, &env)
+    }
+
+    /// Load from an optional file and the given environment variables.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let (text, origin) = match file {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => (t, p.display().to_string()),
+                Err(e) => {
+                    return Err(ConfigError {
+                        problems: vec![format!("{}: cannot read: {e}", p.display())],
+                    });
+                }
+            },
+            None => (String::new(), "<defaults>".to_owned()),
+        };
+        Config::parse(&text, &origin, env)
+    }
+
+    /// Parse TOML `text` (from `origin`, used in messages) with env overrides.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigError {
+                    problems: vec![format!("{origin}: {}", e.to_string().trim_end())],
+                });
+            }
+        };
+        check_schema(&table, origin, &mut problems);
+        apply_env(&mut table, env, &mut problems);
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let config: Config = match toml::Value::Table(table).try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(ConfigError {
+                    problems: vec![format!("{origin}: {e}")],
+                });
+            }
+        };
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Check values, reporting every problem.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.server.listen.parse::<SocketAddr>() {
+            problems.push(format!(
+                "{origin}: server.listen {:?} is not an address like 127.0.0.1:5000 ({e})",
+                self.server.listen
+            ));
+        }
+        if self.server.shutdown_timeout_secs == 0 {
+            problems.push(format!(
+                "{origin}: server.shutdown_timeout_secs must be at least 1"
+            ));
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            problems.push(format!("{origin}: storage.data_dir must not be empty"));
+        }
+        if self.limits.max_manifest_bytes < 1024 {
+            problems.push(format!(
+                "{origin}: limits.max_manifest_bytes must be at least 1024 (spec: clients expect 4 MiB)"
+            ));
+        }
+        if tracing_filter_ok(&self.log.level).is_err() {
+            problems.push(format!(
+                "{origin}: log.level {:?} is not a valid log filter",
+                self.log.level
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The listen address (validated by [`Config::validate`]).
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|e| ConfigError {
+            problems: vec![format!("server.listen {:?}: {e}", self.server.listen)],
+        })
+    }
+}
+
+/// Whether `s` is a filter `tracing-subscriber` accepts.
+fn tracing_filter_ok(s: &str) -> Result<(), ()> {
+    if s.trim().is_empty() {
+        return Err(());
+    }
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| ())
+        .map_err(|_| ())
+}
+
+fn kind_of(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+fn check_schema(table: &toml::Table, origin: &str, problems: &mut Vec<String>) {
+    for (section, value) in table {
+        let Some((_, keys)) = SCHEMA.iter().find(|(s, _)| s == section) else {
+            let known: Vec<&str> = SCHEMA.iter().map(|(s, _)| *s).collect();
+            problems.push(format!(
+                "{origin}: unknown section [{section}] (known: {})",
+                known.join(", ")
+            ));
+            continue;
+        };
+        let Some(inner) = value.as_table() else {
+            problems.push(format!(
+                "{origin}: {section} must be a table, not {}",
+                kind_of(value)
+            ));
+            continue;
+        };
+        for (key, v) in inner {
+            match keys.iter().find(|(k, _)| k == key) {
+                None => {
+                    let known: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+                    problems.push(format!(
+                        "{origin}: unknown key {section}.{key} (known: {})",
+                        known.join(", ")
+                    ));
+                }
+                Some((_, Kind::Str)) if !v.is_str() => problems.push(format!(
+                    "{origin}: {section}.{key} must be a string, not {}",
+                    kind_of(v)
+                )),
+                Some((_, Kind::Int)) if v.as_integer().is_none_or(|i| i < 0) => {
+                    problems.push(format!(
+                        "{origin}: {section}.{key} must be a non-negative integer, not {}",
+                        if v.is_integer() {
+                            "a negative one"
+                        } else {
+                            kind_of(v)
+                        }
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut Vec<String>) {
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("BERTH_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        // Only variables naming a known section are overrides; others (such as
+        // BERTH_PASSWORD) belong to other commands.
+        let Some((section, keys)) = SCHEMA
+            .iter()
+            .find(|(s, _)| rest.starts_with(&format!("{s}_")))
+        else {
+            continue;
+        };
+        let key = &rest[section.len() + 1..];
+        let Some((_, kind)) = keys.iter().find(|(k, _)| *k == key) else {
+            let known: Vec<String> = keys
+                .iter()
+                .map(|(k, _)| format!("BERTH_{}_{}", section.to_uppercase(), k.to_uppercase()))
+                .collect();
+            problems.push(format!(
+                "environment: {var} is not a configuration key (known: {})",
+                known.join(", ")
+            ));
+            continue;
+        };
+        let value = match kind {
+            Kind::Str => toml::Value::String(raw.clone()),
+            Kind::Int => match raw.trim().parse::<u64>() {
+                Ok(i) if i <= i64::MAX as u64 => toml::Value::Integer(i as i64),
+                _ => {
+                    problems.push(format!(
+                        "environment: {var}={raw:?} must be a non-negative integer"
+                    ));
+                    continue;
+                }
+            },
+        };
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(t) = entry.as_table_mut() {
+            t.insert(key.to_owned(), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", &[])
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().server.listen, "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+            [server]
+            listen = "0.0.0.0:6000"
+            shutdown_timeout_secs = 5
+            [storage]
+            data_dir = "/var/lib/berth"
+            [limits]
+            max_manifest_bytes = 8388608
+            [log]
+            level = "debug"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:6000");
+        assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/berth"));
+        assert_eq!(c.limits.max_manifest_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn every_problem_reported_at_once() {
+        let err = parse(
+            r#"
+            [server]
+            listen = "nowhere"
+            lisen = "x"
+            shutdown_timeout_secs = "soon"
+            [storage]
+            datadir = "x"
+            [bogus]
+            a = 1
+            "#,
+        )
+        .unwrap_err();
+        let all = err.to_string();
+        for want in [
+            "unknown key server.lisen",
+            "server.shutdown_timeout_secs must be a non-negative integer, not a string",
+            "unknown key storage.datadir",
+            "unknown section [bogus]",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+        assert_eq!(err.problems.len(), 4, "{all}");
+        // Value problems are reported together too, once the shape is right.
+        let err = parse("[server]\nlisten = \"nowhere\"\nshutdown_timeout_secs = 0\n[limits]\nmax_manifest_bytes = 10").unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        assert!(err.to_string().contains("server.listen \"nowhere\""));
+    }
+
+    #[test]
+    fn syntax_error_names_the_file() {
+        let err = parse("[server\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let env = vec![
+            (
+                "BERTH_SERVER_LISTEN".to_owned(),
+                "127.0.0.1:7000".to_owned(),
+            ),
+            (
+                "BERTH_LIMITS_MAX_MANIFEST_BYTES".to_owned(),
+                "2048".to_owned(),
+            ),
+            ("BERTH_PASSWORD".to_owned(), "not-config".to_owned()),
+        ];
+        let c = Config::parse("[server]\nlisten = \"127.0.0.1:6000\"", "f", &env).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7000");
+        assert_eq!(c.limits.max_manifest_bytes, 2048);
+    }
+
+    #[test]
+    fn bad_env_values_are_named() {
+        let env = vec![
+            (
+                "BERTH_LIMITS_MAX_MANIFEST_BYTES".to_owned(),
+                "lots".to_owned(),
+            ),
+            ("BERTH_SERVER_PORT".to_owned(), "1".to_owned()),
+        ];
+        let err = Config::parse("", "f", &env).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(
+            err.to_string()
+                .contains("BERTH_LIMITS_MAX_MANIFEST_BYTES=\"lots\"")
+        );
+        assert!(
+            err.to_string()
+                .contains("BERTH_SERVER_PORT is not a configuration key")
+        );
+    }
+
+    #[test]
+    fn schema_matches_structs() {
+        // Every schema key must deserialize into the typed struct.
+        for (section, keys) in SCHEMA {
+            for (key, kind) in *keys {
+                let value = match kind {
+                    Kind::Str => "\"127.0.0.1:1\"".to_owned(),
+                    Kind::Int => "4096".to_owned(),
+                };
+                let text = format!("[{section}]\n{key} = {value}\n");
+                let res: Result<Config, _> = toml::from_str(&text);
+                assert!(res.is_ok(), "{section}.{key}: {res:?}");
+            }
+        }
+    }
+}
