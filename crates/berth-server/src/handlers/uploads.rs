@@ -174,7 +174,14 @@ pub(crate) async fn put(
     req: Request,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(req.uri().query());
-    let digest = parse_digest_param(query_get(&pairs, "digest"), "digest")?;
+    let digest = match parse_digest_param(query_get(&pairs, "digest"), "digest") {
+        Ok(d) => d,
+        Err(e) => {
+            // An unknown session is reported as such, whatever else is wrong.
+            registry.upload_status(name, id).await?;
+            return Err(e);
+        }
+    };
     let range = parse_content_range(req.headers())?;
     let body = req.into_body().into_data_stream();
     registry
