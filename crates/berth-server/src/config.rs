@@ -451,6 +451,19 @@ mod tests {
     }
 
     #[test]
+    fn example_config_is_valid_and_documents_the_defaults() {
+        let text = include_str!("../../../examples/berth.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+        // Every schema key appears in the example.
+        for (section, keys) in SCHEMA {
+            assert!(text.contains(&format!("[{section}]")), "[{section}] missing");
+            for (key, _) in *keys {
+                assert!(text.contains(&format!("{key} =")), "{section}.{key} missing");
+            }
+        }
+    }
+
+    #[test]
     fn schema_matches_structs() {
         // Every schema key must deserialize into the typed struct.
         for (section, keys) in SCHEMA {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# berth's one test command, run by people and by CI (.ci/run) alike.
+# On a fresh machine it first installs what the tests need (Debian packages: skopeo,
+# podman, docker.io, umoci, busybox-static, …), then runs, in order:
+#   formatting and clippy checks, every cargo test (unit, in-process API,
+#   crash-safety, concurrency), and the real-client tests (skopeo, podman, docker,
+#   umoci) against a spawned `berth serve`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+bash tests/clients/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build"
+cargo build --workspace --locked
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "real clients against berth serve"
+BERTH_BIN="$PWD/target/debug/berth" bash tests/clients/run.sh
