@@ -32,7 +32,7 @@ SUDO=""
 # Only refresh the package lists if they are missing or older than a day, or if a
 # package is not known to apt at all.
 need_update=0
-if [ -z "$(ls -A /var/lib/apt/lists/ 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' 2>/dev/null | head -1)" ]; then
   need_update=1
 elif [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime +1 2>/dev/null | head -1)" ]; then
   need_update=1

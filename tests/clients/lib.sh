@@ -139,6 +139,7 @@ add_index() {
 
 # The host's architecture in OCI terms; the test image of that architecture is the one
 # the tests run (both contain the host's /bin/busybox).
+# shellcheck disable=SC2034  # used by the cases
 case "$(uname -m)" in
   aarch64 | arm64) NATIVE=arm64 ;;
   *) NATIVE=amd64 ;;
@@ -157,7 +158,7 @@ build_test_images() {
   local da db
   da=$(layout_digest "$IMAGES" amd64)
   db=$(layout_digest "$IMAGES" arm64)
-  [ -n "$da" ] && [ -n "$db" ] || { echo "image digests missing" >&2; return 1; }
+  if [ -z "$da" ] || [ -z "$db" ]; then echo "image digests missing" >&2; return 1; fi
   add_index "$IMAGES" multi "$da" amd64 "$db" arm64 || return 1
   rm -rf "$w"
   jq . "$IMAGES/index.json" >&2

@@ -84,10 +84,28 @@ stop_pid() {
   sleep 0.2
 }
 
+# descendants PID: every process below PID (children first-level, then theirs, ...).
+descendants() {
+  local c
+  for c in $(pgrep -P "$1" 2>/dev/null); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
+CURRENT_TEST_PID=""
 cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
+  if [ -n "$CURRENT_TEST_PID" ]; then
+    # interrupted in the middle of a test: stop it and every client it started
+    local tree
+    mapfile -t tree < <(echo "$CURRENT_TEST_PID"; descendants "$CURRENT_TEST_PID")
+    kill -TERM "${tree[@]}" 2>/dev/null
+    sleep 1
+    kill -KILL "${tree[@]}" 2>/dev/null
+  fi
   if [ -n "$DOCKERD_PID" ]; then
     stop_pid "$DOCKERD_PID" 20
     local c
@@ -157,6 +175,7 @@ export REGISTRY_AUTH_FILE=$TMP/conf/auth.json
 export DOCKER_CONFIG=$TMP/docker/cli
 export TMPDIR=$TMP/tmp
 mkdir -p "$TMPDIR" "$DOCKER_CONFIG"
+# shellcheck disable=SC2034  # used by cases/20-podman.sh
 PODMAN_ARGS=(--root "$TMP/podman/root" --runroot "$TMP/podman/run" --storage-driver vfs
              --cgroup-manager cgroupfs --events-backend file)
 
@@ -195,7 +214,8 @@ start_server_once() {
   : >"$SERVER_LOG"
   : >"$SERVER_STDOUT"
   if [ "$REGISTRY_UNDER_TEST" = berth ]; then
-    "$BERTH" serve --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" \
+    # berth reads BERTH_<SECTION>_<KEY> as configuration overrides: keep BERTH_BIN out.
+    env -u BERTH_BIN "$BERTH" serve --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" \
       >"$SERVER_STDOUT" 2>"$SERVER_LOG" </dev/null &
     SERVER_PID=$!
   else
@@ -221,7 +241,9 @@ http:
 EOF
     # Distribution reads REGISTRY_* variables as configuration overrides
     # (REGISTRY_AUTH_FILE would become auth.file): run it without any.
-    env $(env | awk -F= '/^REGISTRY_/ {printf "-u %s ", $1}') \
+    local unset_args=()
+    mapfile -t unset_args < <(env | awk -F= '/^REGISTRY_/ {print "-u"; print $1}')
+    env "${unset_args[@]}" \
       docker-registry serve "$TMP/conf/distribution.yml" >"$SERVER_STDOUT" 2>"$SERVER_LOG" </dev/null &
     SERVER_PID=$!
   fi
@@ -251,15 +273,8 @@ show_server_logs() {
 }
 
 start_server() {
-  if [ "$REGISTRY_UNDER_TEST" = berth ]; then
-    BERTH=$(resolve_berth_bin)
-    if [ ! -x "$BERTH" ]; then
-      err "berth binary not found at '$BERTH' (build it, or set BERTH_BIN, or REGISTRY_UNDER_TEST=distribution)"
-      return 1
-    fi
-  fi
-  local attempt
-  for attempt in 1 2 3; do
+  local _attempt
+  for _attempt in 1 2 3; do
     start_server_once && return 0
     show_server_logs 20 >&2
   done
@@ -278,6 +293,8 @@ start_dockerd() {
   fi
   # 127.0.0.0/8 is an insecure (plain-HTTP) registry for dockerd by default;
   # --insecure-registry keeps that true even if the default ever changes.
+  # (dockerd 20.10 still writes its trust key to /etc/docker/key.json and makes an empty
+  # /run/docker/plugins; neither can be redirected, both are harmless.)
   dockerd --config-file "$D/daemon.json" \
     --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
     --storage-driver=vfs --data-root "$D/root" --exec-root "$D/exec" \
@@ -285,8 +302,8 @@ start_dockerd() {
     --insecure-registry "$REGISTRY" \
     >"$LOGS/dockerd.log" 2>&1 </dev/null &
   DOCKERD_PID=$!
-  export DOCKER_HOST=unix://$D/sock
   local i
+  export DOCKER_HOST=unix://$D/sock
   for ((i = 0; i < 60; i++)); do
     if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
       DOCKERD_ERR="dockerd exited during startup; log: $(tail -n 3 "$LOGS/dockerd.log" | tr '\n' ' ')"
@@ -323,12 +340,17 @@ run_test() {
   REASON_FILE=$TMP/reason-$name
   rm -f "$REASON_FILE"
   local t0=$SECONDS
+  # In the background + wait, so that a signal to run.sh is handled at once (cleanup
+  # then stops the test's whole process tree).
   (
     WORK=$TMP/work/$name
     mkdir -p "$WORK" && cd "$WORK" || exit 1
     "$fn"
-  ) >"$log" 2>&1 </dev/null
+  ) >"$log" 2>&1 </dev/null &
+  CURRENT_TEST_PID=$!
+  wait "$CURRENT_TEST_PID"
   local rc=$?
+  CURRENT_TEST_PID=""
   local dt=$((SECONDS - t0))
   if [ "$rc" -eq 0 ]; then
     echo "ok - $name"
@@ -362,6 +384,15 @@ done
 
 T_START=$SECONDS
 say "registry under test: $REGISTRY_UNDER_TEST; temp dir: $TMP"
+if [ "$REGISTRY_UNDER_TEST" = berth ]; then
+  BERTH=$(resolve_berth_bin)
+  if [ ! -x "$BERTH" ]; then
+    echo "not ok - registry-start: berth binary not found at '$BERTH' (build it, set BERTH_BIN, or use REGISTRY_UNDER_TEST=distribution)"
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+  say "berth binary: $BERTH"
+fi
 
 # 1. Test images (offline, from busybox-static, with umoci).
 IMAGES=$TMP/images/oci

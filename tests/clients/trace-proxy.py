@@ -93,6 +93,15 @@ async def relay_body(reader, writer, headers, close_delimited=False):
 
 async def handle(creader, cwriter, upstream_port):
     cid = next(conn_ids)
+    # Clients told to skip TLS verification (skopeo/podman --tls-verify=false, dockerd's
+    # insecure registries) first try TLS on the plain port and fall back to HTTP once that
+    # fails. Forward the ClientHello so that the registry's own reaction is what the
+    # client sees; log it since a registry that just waits costs every command ~10 s.
+    try:
+        first = await creader.readexactly(1)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        cwriter.close()
+        return
     try:
         ureader, uwriter = await asyncio.open_connection("127.0.0.1", upstream_port)
     except OSError as e:
@@ -100,6 +109,34 @@ async def handle(creader, cwriter, upstream_port):
         cwriter.close()
         return
     methods = asyncio.Queue()
+    if first == b"\x16":
+        log({"conn": cid, "dir": "req", "tls_client_hello": True})
+        t0 = time.monotonic()
+        uwriter.write(first)
+
+        async def pipe(r, w):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        return
+                    w.write(data)
+                    await w.drain()
+            except ConnectionError:
+                return
+
+        tasks = [asyncio.ensure_future(pipe(creader, uwriter)),
+                 asyncio.ensure_future(pipe(ureader, cwriter))]
+        await asyncio.wait(tasks, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        log({"conn": cid, "dir": "resp", "tls_client_hello": True,
+             "closed_after_s": round(time.monotonic() - t0, 3)})
+        cwriter.close()
+        uwriter.close()
+        return
+    # put the peeked byte back in front of the stream
+    creader._buffer[0:0] = first
 
     async def requests():
         try:

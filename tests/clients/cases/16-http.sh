@@ -28,3 +28,21 @@ test_http_impossible_mount() {
   expect_eq "$(http_status HEAD "/v2/http/mount/blobs/$d" -I)" 200 "HEAD of the uploaded blob"
 }
 register http-impossible-mount test_http_impossible_mount
+
+# skopeo/podman with --tls-verify=false and dockerd for its insecure registries first try
+# TLS on the plain-HTTP port and fall back to HTTP only when that attempt fails. A server
+# that answers a ClientHello promptly (Go's net/http sends a 400; closing also works) costs
+# nothing; one that waits for more bytes stalls every client command ~10 s (TLS handshake
+# timeout). curl -k https:// reproduces the probe: it must fail fast, not time out.
+test_http_tls_probe() {
+  local t0 rc dt
+  t0=$(date +%s%N)
+  curl -sk -m 5 -o /dev/null "https://$REGISTRY/v2/" 2>"$WORK/err"
+  rc=$?
+  dt=$((($(date +%s%N) - t0) / 1000000))
+  note "curl exit $rc after ${dt} ms: $(cat "$WORK/err")"
+  [ "$rc" -ne 28 ] || die "a TLS ClientHello on the HTTP port got no answer within 5 s (clients stall ~10 s per command)"
+  [ "$rc" -ne 0 ] || die "https:// on the plain port succeeded?"
+  [ "$dt" -lt 2000 ] || die "a TLS ClientHello took ${dt} ms to be rejected"
+}
+register http-tls-probe test_http_tls_probe
