@@ -44,6 +44,16 @@ pub enum RegistryError {
     /// The manifest references blobs or manifests not in the repository.
     #[error("manifest references {} blobs or manifests unknown to this repository", .0.len())]
     ManifestBlobUnknown(Vec<Digest>),
+    /// A descriptor's size differs from the referenced content's size.
+    #[error("descriptor of {digest} declares {declared} bytes but the repository holds {actual}")]
+    DescriptorSizeMismatch {
+        /// The referenced digest.
+        digest: Digest,
+        /// Size in the descriptor.
+        declared: u64,
+        /// Size stored.
+        actual: u64,
+    },
     /// The repository does not exist.
     #[error("repository {0} is not known")]
     NameUnknown(String),
@@ -64,9 +74,9 @@ impl RegistryError {
             RegistryError::DigestInvalid(_) => ErrorCode::DigestInvalid,
             RegistryError::SizeInvalid(_) => ErrorCode::SizeInvalid,
             RegistryError::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
-            RegistryError::ManifestInvalid(_) | RegistryError::ManifestTooLarge { .. } => {
-                ErrorCode::ManifestInvalid
-            }
+            RegistryError::ManifestInvalid(_)
+            | RegistryError::ManifestTooLarge { .. }
+            | RegistryError::DescriptorSizeMismatch { .. } => ErrorCode::ManifestInvalid,
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             RegistryError::NameUnknown(_) => ErrorCode::NameUnknown,
             RegistryError::Storage(_) => return None,

@@ -318,8 +318,16 @@ impl Registry {
             annotations: parsed
                 .annotations
                 .map(|a| serde_json::Value::Object(a).to_string()),
-            blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
-            manifests: parsed.manifests.into_iter().map(|d| d.digest).collect(),
+            blobs: parsed
+                .blobs
+                .into_iter()
+                .map(|d| (d.digest, d.size))
+                .collect(),
+            manifests: parsed
+                .manifests
+                .into_iter()
+                .map(|d| (d.digest, d.size))
+                .collect(),
             content: body,
         };
         let mut tags: Vec<String> = extra_tags.iter().map(|t| t.to_string()).collect();
@@ -334,6 +342,15 @@ impl Registry {
             .map_err(RegistryError::task)?
             .map_err(|e| match e {
                 PutManifestError::Missing(d) => RegistryError::ManifestBlobUnknown(d),
+                PutManifestError::SizeMismatch {
+                    digest,
+                    declared,
+                    actual,
+                } => RegistryError::DescriptorSizeMismatch {
+                    digest,
+                    declared,
+                    actual,
+                },
                 PutManifestError::Storage(s) => RegistryError::Storage(s),
             })?;
         Ok(ManifestPut { digest, subject })

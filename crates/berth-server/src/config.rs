@@ -456,9 +456,15 @@ mod tests {
         assert_eq!(parse(text).unwrap(), Config::default());
         // Every schema key appears in the example.
         for (section, keys) in SCHEMA {
-            assert!(text.contains(&format!("[{section}]")), "[{section}] missing");
+            assert!(
+                text.contains(&format!("[{section}]")),
+                "[{section}] missing"
+            );
             for (key, _) in *keys {
-                assert!(text.contains(&format!("{key} =")), "{section}.{key} missing");
+                assert!(
+                    text.contains(&format!("{key} =")),
+                    "{section}.{key} missing"
+                );
             }
         }
     }

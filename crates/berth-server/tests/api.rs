@@ -671,6 +671,33 @@ async fn manifest_with_missing_blobs() {
     let r = app.put_manifest("a", "v1", OCI_MANIFEST, &m).await;
     assert_eq!(r.codes().len(), 2);
 
+    // Present blobs, but a descriptor size that disagrees with the stored blob:
+    // clients would fail to verify the pull, so the push is refused.
+    app.blob("a", b"config").await;
+    app.blob("a", b"layer").await;
+    let mut wrong = serde_json::from_slice::<Value>(&m).unwrap();
+    wrong["layers"][0]["size"] = json!(99);
+    let r = app
+        .put_manifest(
+            "a",
+            "v1",
+            OCI_MANIFEST,
+            &serde_json::to_vec(&wrong).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.codes(), ["MANIFEST_INVALID"]);
+    assert!(
+        r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("99")
+    );
+    assert_eq!(
+        app.put_manifest("a", "v1", OCI_MANIFEST, &m).await.status,
+        StatusCode::CREATED
+    );
+
     // An index whose child manifest is not in the repository.
     let child = Digest::sha256_of(b"child");
     let idx = serde_json::to_vec(&json!({

@@ -98,10 +98,11 @@ pub struct ManifestRecord {
     pub artifact_type: Option<String>,
     /// `annotations` as JSON text, if any.
     pub annotations: Option<String>,
-    /// Blobs that must be linked in the repository.
-    pub blobs: Vec<Digest>,
-    /// Manifests that must exist in the repository.
-    pub manifests: Vec<Digest>,
+    /// Blobs that must be linked in the repository, with the size the manifest
+    /// declares for each.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Manifests that must exist in the repository, with their declared sizes.
+    pub manifests: Vec<(Digest, u64)>,
 }
 
 /// Why a manifest could not be stored.
@@ -110,6 +111,16 @@ pub enum PutManifestError {
     /// Referenced blobs or manifests are not in the repository.
     #[error("manifest references {} unknown blobs or manifests", .0.len())]
     Missing(Vec<Digest>),
+    /// A descriptor's size differs from the stored content's size.
+    #[error("descriptor of {digest} declares {declared} bytes but the stored content has {actual}")]
+    SizeMismatch {
+        /// The referenced digest.
+        digest: Digest,
+        /// Size in the descriptor.
+        declared: u64,
+        /// Size stored.
+        actual: u64,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -343,25 +354,43 @@ impl Metadata {
         self.write(|tx| -> std::result::Result<(), PutManifestError> {
             let id = ensure_repo(tx, repo)?;
             let mut missing = Vec::new();
+            let mut mismatch = None;
             {
-                let mut blob_q =
-                    tx.prepare_cached("SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?;
-                for d in &m.blobs {
-                    if !blob_q.exists(params![id, d.to_string()])? {
-                        missing.push(d.clone());
-                    }
-                }
-                let mut man_q =
-                    tx.prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?;
-                for d in &m.manifests {
-                    if !man_q.exists(params![id, d.to_string()])? {
-                        missing.push(d.clone());
+                let mut blob_q = tx.prepare_cached(
+                    "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest
+                     WHERE rb.repo_id = ?1 AND rb.digest = ?2",
+                )?;
+                let mut man_q = tx
+                    .prepare_cached("SELECT size FROM manifests WHERE repo_id = ?1 AND digest = ?2")?;
+                for (list, is_blob) in [(&m.blobs, true), (&m.manifests, false)] {
+                    for (d, declared) in list {
+                        let q = if is_blob { &mut blob_q } else { &mut man_q };
+                        let actual: Option<i64> = q
+                            .query_row(params![id, d.to_string()], |r| r.get(0))
+                            .optional()?;
+                        match actual {
+                            None => {
+                                if !missing.contains(d) {
+                                    missing.push(d.clone());
+                                }
+                            }
+                            Some(a) if a as u64 != *declared && mismatch.is_none() => {
+                                mismatch = Some(PutManifestError::SizeMismatch {
+                                    digest: d.clone(),
+                                    declared: *declared,
+                                    actual: a as u64,
+                                });
+                            }
+                            Some(_) => {}
+                        }
                     }
                 }
             }
             if !missing.is_empty() {
-                missing.dedup();
                 return Err(PutManifestError::Missing(missing));
+            }
+            if let Some(e) = mismatch {
+                return Err(e);
             }
             let digest = m.digest.to_string();
             let now = now_secs();
@@ -389,7 +418,7 @@ impl Metadata {
                     "INSERT INTO manifest_refs (repo_id, manifest_digest, target_digest) VALUES (?1, ?2, ?3)
                      ON CONFLICT DO NOTHING",
                 )?;
-                for t in m.blobs.iter().chain(&m.manifests) {
+                for (t, _) in m.blobs.iter().chain(&m.manifests) {
                     refs.execute(params![id, digest, t.to_string()])?;
                 }
             }
@@ -609,7 +638,7 @@ mod tests {
         (dir, m)
     }
 
-    fn record(content: &[u8], blobs: Vec<Digest>) -> ManifestRecord {
+    fn record(content: &[u8], blobs: Vec<(Digest, u64)>) -> ManifestRecord {
         ManifestRecord {
             digest: Digest::sha256_of(content),
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
@@ -626,7 +655,7 @@ mod tests {
     fn manifest_requires_linked_blobs() {
         let (_d, m) = db();
         let blob = Digest::sha256_of(b"layer");
-        let rec = record(b"{}", vec![blob.clone()]);
+        let rec = record(b"{}", vec![(blob.clone(), 5)]);
         match m.put_manifest("a", &rec, &["v1".to_string()]) {
             Err(PutManifestError::Missing(v)) => assert_eq!(v, vec![blob.clone()]),
             other => panic!("{other:?}"),
@@ -634,6 +663,16 @@ mod tests {
         // Nothing was stored by the failed put.
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), None);
         m.link_blob("a", &blob, 5, None).unwrap();
+        // A descriptor size that disagrees with the stored blob is refused.
+        let wrong = record(b"{}", vec![(blob.clone(), 6)]);
+        assert!(matches!(
+            m.put_manifest("a", &wrong, &[]),
+            Err(PutManifestError::SizeMismatch {
+                declared: 6,
+                actual: 5,
+                ..
+            })
+        ));
         m.put_manifest("a", &rec, &["v1".to_string()]).unwrap();
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), Some(rec.digest.clone()));
         let got = m.manifest("a", &rec.digest, true).unwrap().unwrap();
