@@ -169,9 +169,15 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        // No session row: if the process dies, startup removes the orphan file.
+        // No session row: if the process dies, startup removes the orphan file; if
+        // the request is dropped, the guard removes it.
         let id = UploadId::new();
         self.blobs.create_upload(id).await?;
+        let mut guard = TempUpload {
+            blobs: self.blobs.clone(),
+            id,
+            armed: true,
+        };
         let result = async {
             let mut digester = Digester::new(digest.algorithm());
             let n = copy_into(&self.blobs, id, &mut digester, body).await?;
@@ -188,6 +194,7 @@ impl Registry {
             self.db(move |m| m.link_blob(&r, &d, n, None)).await
         }
         .await;
+        guard.armed = false;
         if result.is_err() {
             self.blobs.delete_upload(id).await?;
         }
@@ -455,6 +462,28 @@ impl Registry {
     }
 }
 
+/// Removes a monolithic upload's temp file if its request is dropped half-way.
+struct TempUpload {
+    blobs: BlobStore,
+    id: UploadId,
+    armed: bool,
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (blobs, id) = (self.blobs.clone(), self.id);
+            rt.spawn(async move {
+                if let Err(e) = blobs.delete_upload(id).await {
+                    tracing::warn!(upload = %id, error = %e, "could not remove abandoned upload");
+                }
+            });
+        }
+    }
+}
+
 fn verify_digest(want: &Digest, actual: Digest) -> Result<()> {
     if *want == actual {
         Ok(())
@@ -462,5 +491,99 @@ fn verify_digest(want: &Digest, actual: Digest) -> Result<()> {
         Err(RegistryError::DigestInvalid(format!(
             "content has digest {actual}, not {want}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use futures_util::stream;
+
+    type Chunk = std::result::Result<Bytes, std::io::Error>;
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Chunk> + Send + use<> {
+        let v: Vec<Chunk> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        stream::iter(v)
+    }
+
+    /// A chunk whose request is dropped half-way (client gone) must leave the upload
+    /// consistent: its length and hash are rebuilt from what reached the file, and
+    /// the upload can be continued to a correct blob.
+    #[tokio::test]
+    async fn dropped_chunk_leaves_a_consistent_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path(), Limits::default()).await.unwrap();
+        let repo: RepoName = "a".parse().unwrap();
+        let id = reg.start_upload(&repo).await.unwrap();
+        reg.append_upload(&repo, id, Some((0, 2)), body(&[b"abc"]))
+            .await
+            .unwrap();
+        let stalled = body(&[b"def"]).chain(stream::pending());
+        let r = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            reg.append_upload(&repo, id, None, stalled),
+        )
+        .await;
+        assert!(r.is_err(), "the stalled chunk should still be pending");
+        let len = reg.upload_status(&repo, id).await.unwrap();
+        assert_eq!(len, 6, "the bytes that reached the file count");
+        let whole = Digest::sha256_of(b"abcdefgh");
+        reg.complete_upload(&repo, id, &whole, Some((6, 7)), body(&[b"gh"]))
+            .await
+            .unwrap();
+        assert_eq!(reg.blob_size(&repo, &whole).await.unwrap(), 8);
+    }
+
+    /// A body that fails half-way is cut back: the upload is exactly as before.
+    #[tokio::test]
+    async fn failed_chunk_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path(), Limits::default()).await.unwrap();
+        let repo: RepoName = "a".parse().unwrap();
+        let id = reg.start_upload(&repo).await.unwrap();
+        reg.append_upload(&repo, id, None, body(&[b"abc"]))
+            .await
+            .unwrap();
+        let failing = body(&[b"xyz"]).chain(stream::iter(vec![Err(std::io::Error::other(
+            "connection reset",
+        ))]));
+        let err = reg
+            .append_upload(&repo, id, None, failing)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::UploadInvalid(_)), "{err}");
+        assert_eq!(reg.upload_status(&repo, id).await.unwrap(), 3);
+        let whole = Digest::sha256_of(b"abcdef");
+        reg.complete_upload(&repo, id, &whole, None, body(&[b"def"]))
+            .await
+            .unwrap();
+    }
+
+    /// A monolithic push whose request is dropped leaves no temp file behind.
+    #[tokio::test]
+    async fn dropped_monolithic_push_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path(), Limits::default()).await.unwrap();
+        let repo: RepoName = "a".parse().unwrap();
+        let d = Digest::sha256_of(b"never finished");
+        let stalled = body(&[b"never"]).chain(stream::pending());
+        let r = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            reg.put_blob_monolithic(&repo, &d, None, stalled),
+        )
+        .await;
+        assert!(r.is_err());
+        for _ in 0..50 {
+            if std::fs::read_dir(dir.path().join("uploads"))
+                .unwrap()
+                .count()
+                == 0
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("abandoned upload file was not removed");
     }
 }

@@ -124,6 +124,9 @@ impl UploadState {
                 )));
             }
         }
+        // If this future is dropped mid-body (client gone), the file may hold part of
+        // the chunk: forget the in-memory state so it is rebuilt from the file.
+        self.hashed = None;
         let written = copy_into(blobs, id, &mut digester, body).await;
         let result = match written {
             Ok(n) => match range {
@@ -144,7 +147,6 @@ impl UploadState {
                 Ok(len)
             }
             Err(e) => {
-                self.hashed = None;
                 blobs.truncate_upload(id, start_len).await?;
                 Err(e)
             }
