@@ -1,6 +1,9 @@
 //! In-process tests of every distribution-spec endpoint (end-1 … end-13), success
 //! and failure side by side. Each test quotes the spec section it checks.
 
+// Test helpers panic on anything unexpected; that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use axum::Router;
