@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use berth_oci::{Digest, Digester, Reference, RepoName, Tag, manifest, media_type};
 use berth_storage::{
-    BlobStore, ManifestRecord, Metadata, PutManifestError, StorageError, StoredManifest, UploadId,
+    BlobStore, DirLock, ManifestRecord, Metadata, PutManifestError, StorageError, StoredManifest,
+    UploadId,
 };
 use bytes::Bytes;
 use futures_util::Stream;
@@ -44,6 +45,7 @@ pub struct Registry {
     meta: Arc<Metadata>,
     uploads: UploadTable,
     limits: Limits,
+    _lock: DirLock,
 }
 
 impl Registry {
@@ -55,6 +57,7 @@ impl Registry {
             path: data_dir.to_owned(),
             source: e,
         })?;
+        let lock = DirLock::acquire(data_dir)?;
         let blobs = BlobStore::open(data_dir)?;
         let meta = Metadata::open(&data_dir.join("meta.db"))?;
         let registry = Registry {
@@ -62,6 +65,7 @@ impl Registry {
             meta: Arc::new(meta),
             uploads: UploadTable::default(),
             limits,
+            _lock: lock,
         };
         registry.reconcile_uploads().await?;
         Ok(registry)

@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! <data-dir>/
+//! ├── lock                                held (flock) by the one process serving this directory
 //! ├── meta.db, meta.db-wal, meta.db-shm   SQLite metadata (schema in `metadata.rs`)
 //! ├── blobs/
 //! │   ├── sha256/<first 2 hex>/<hex>      committed blobs, immutable, stored once
@@ -24,6 +25,9 @@ mod blobs;
 mod metadata;
 
 pub use blobs::{BlobStore, UploadFile, UploadId};
+pub use lock::DirLock;
+
+mod lock;
 pub use metadata::{
     ManifestRecord, Metadata, PutManifestError, ReferrerRow, StoredManifest, UploadSession,
 };
@@ -47,6 +51,9 @@ pub enum StorageError {
     /// The metadata database failed.
     #[error("metadata database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another berth process")]
+    Locked(PathBuf),
     /// A blocking task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
