@@ -6,6 +6,7 @@
 //! validated here, so handlers only ever see valid [`RepoName`]s, [`Digest`]s,
 //! [`Reference`]s and [`UploadId`]s.
 
+use axum::http::Method;
 use berth_oci::{Digest, ErrorCode, Reference, RepoName};
 use berth_registry::UploadId;
 
@@ -45,9 +46,14 @@ fn digest(s: &str) -> Result<Digest, ApiError> {
 }
 
 impl Endpoint {
-    /// Parse a request path (no query string). `None` when the path is not an
-    /// endpoint of the API at all.
-    pub fn parse(path: &str) -> Option<Result<Endpoint, ApiError>> {
+    /// Parse a request path (no query string) for `method`. `None` when the path is
+    /// not an endpoint of the API at all.
+    ///
+    /// A `<reference>` that is neither a tag nor a digest cannot name a manifest: a
+    /// `PUT` to it is `MANIFEST_INVALID` (400); any other method finds nothing there,
+    /// `MANIFEST_UNKNOWN` (404), as spec § Pulling manifests requires for content
+    /// that is not in the repository.
+    pub fn parse(method: &Method, path: &str) -> Option<Result<Endpoint, ApiError>> {
         let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {
             return Some(Ok(Endpoint::Base));
@@ -77,7 +83,10 @@ impl Endpoint {
                     berth_oci::NameError::BadDigest(d) => {
                         ApiError::new(ErrorCode::DigestInvalid, d.to_string())
                     }
-                    other => ApiError::new(ErrorCode::ManifestInvalid, other.to_string()),
+                    other if method == Method::PUT => {
+                        ApiError::new(ErrorCode::ManifestInvalid, other.to_string())
+                    }
+                    other => ApiError::new(ErrorCode::ManifestUnknown, other.to_string()),
                 })?;
                 Ok(Endpoint::Manifest(n, r))
             }),
@@ -123,11 +132,15 @@ mod tests {
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn ok(path: &str) -> Endpoint {
-        Endpoint::parse(path).unwrap().unwrap()
+        Endpoint::parse(&Method::GET, path).unwrap().unwrap()
     }
 
     fn err(path: &str) -> ErrorCode {
-        Endpoint::parse(path).unwrap().unwrap_err().code.unwrap()
+        Endpoint::parse(&Method::GET, path)
+            .unwrap()
+            .unwrap_err()
+            .code
+            .unwrap()
     }
 
     #[test]
@@ -171,7 +184,7 @@ mod tests {
     #[case("/v2/a//b/tags/list", ErrorCode::NameInvalid)]
     #[case("/v2/a/blobs/sha256:abc", ErrorCode::DigestInvalid)]
     #[case("/v2/a/manifests/sha256:abc", ErrorCode::DigestInvalid)]
-    #[case("/v2/a/manifests/-bad", ErrorCode::ManifestInvalid)]
+    #[case("/v2/a/manifests/-bad", ErrorCode::ManifestUnknown)]
     #[case("/v2/a/blobs/uploads/..%2f..%2fetc", ErrorCode::BlobUploadUnknown)]
     #[case("/v2/a/blobs/uploads/not-a-uuid", ErrorCode::BlobUploadUnknown)]
     #[case("/v2/a/referrers/nope", ErrorCode::DigestInvalid)]
@@ -186,6 +199,19 @@ mod tests {
     #[case("/v2/a/other/x")]
     #[case("/")]
     fn not_endpoints(#[case] path: &str) {
-        assert!(Endpoint::parse(path).is_none(), "{path}");
+        assert!(Endpoint::parse(&Method::GET, path).is_none(), "{path}");
+    }
+
+    #[test]
+    fn malformed_tag_is_invalid_only_on_put() {
+        let put = Endpoint::parse(&Method::PUT, "/v2/a/manifests/.bad").unwrap();
+        assert_eq!(put.unwrap_err().code, Some(ErrorCode::ManifestInvalid));
+        for m in [Method::GET, Method::HEAD, Method::DELETE] {
+            let e = Endpoint::parse(&m, "/v2/a/manifests/.bad")
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(e.code, Some(ErrorCode::ManifestUnknown), "{m}");
+            assert_eq!(e.status, axum::http::StatusCode::NOT_FOUND);
+        }
     }
 }

@@ -756,6 +756,14 @@ async fn invalid_and_oversized_manifests() {
     let r = app.put_manifest("a", ".v1", OCI_MANIFEST, &good).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.codes(), ["MANIFEST_INVALID"]);
+    // A malformed tag names nothing: GET and HEAD find no manifest there (404).
+    let r = app.get("/v2/a/manifests/.v1").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.codes(), ["MANIFEST_UNKNOWN"]);
+    let r = app
+        .send(Method::HEAD, "/v2/a/manifests/.v1", &[], vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     // None of this disturbed what is stored.
     assert_eq!(app.get("/v2/a/tags/list").await.json()["tags"], json!([]));
 }

@@ -68,7 +68,8 @@ fn unsupported(method: &Method) -> ApiError {
 /// Route one request.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let endpoint = match Endpoint::parse(&path) {
+    let method = req.method().clone();
+    let endpoint = match Endpoint::parse(&method, &path) {
         None => {
             return ApiError::new(ErrorCode::Unsupported, format!("no endpoint at {path}"))
                 .with_status(StatusCode::NOT_FOUND)
@@ -77,7 +78,6 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         Some(Err(e)) => return e.into_response(),
         Some(Ok(e)) => e,
     };
-    let method = req.method().clone();
     let r = &state.registry;
     let result: Result<Response, ApiError> = match (&endpoint, &method) {
         (Endpoint::Base, &Method::GET | &Method::HEAD) => Ok((
