@@ -77,23 +77,25 @@ impl Registry {
     }
 
     /// Remove upload files with no session (monolithic uploads cut short by a crash)
-    /// and sessions with no file.
+    /// and sessions with no data file (a crash between a commit's rename and its
+    /// metadata update): those clients get 404 and start the upload again.
     async fn reconcile_uploads(&self) -> Result<()> {
         let sessions: std::collections::HashSet<String> =
             self.meta.upload_ids()?.into_iter().collect();
-        let on_disk = self.blobs.upload_ids()?;
-        for id in &on_disk {
-            if !sessions.contains(&id.to_string()) {
-                self.blobs.delete_upload(*id).await?;
-                tracing::info!(upload = %id, "removed upload data without a session");
+        for s in &sessions {
+            let Ok(id) = s.parse::<UploadId>() else {
+                continue;
+            };
+            if self.blobs.upload_len(id).await?.is_none() {
+                self.meta.delete_upload(id)?;
+                self.blobs.delete_upload(id).await?;
+                tracing::info!(upload = %s, "removed upload session without data");
             }
         }
-        let disk: std::collections::HashSet<String> =
-            on_disk.iter().map(ToString::to_string).collect();
-        for s in sessions.difference(&disk) {
-            if let Ok(id) = s.parse::<UploadId>() {
-                self.meta.delete_upload(id)?;
-                tracing::info!(upload = %s, "removed upload session without data");
+        for id in self.blobs.upload_ids()? {
+            if !sessions.contains(&id.to_string()) {
+                self.blobs.delete_upload(id).await?;
+                tracing::info!(upload = %id, "removed upload data without a session");
             }
         }
         Ok(())

@@ -93,7 +93,10 @@ impl UploadState {
         if let Some((_, len)) = &self.hashed {
             return Ok(*len);
         }
-        Ok(blobs.upload_len(id).await?.unwrap_or(0))
+        blobs
+            .upload_len(id)
+            .await?
+            .ok_or_else(|| RegistryError::UploadUnknown(id.to_string()))
     }
 
     /// Append a chunk. `range` is the inclusive `(start, end)` the client declared,

@@ -19,6 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use berth_registry::{Limits, Registry};
 
 pub use config::{Config, ConfigError};
@@ -96,6 +97,13 @@ pub async fn serve(
         .map_err(|source| ServeError::Listen { addr, source })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(registry);
+    // No Nagle: small responses (manifests, small blobs) must not wait for the
+    // client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
