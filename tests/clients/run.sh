@@ -384,8 +384,9 @@ done
 
 T_START=$SECONDS
 say "registry under test: $REGISTRY_UNDER_TEST; temp dir: $TMP"
+# The berth binary: the registry under test, and the tool under test in layout cases.
+BERTH=$(resolve_berth_bin)
 if [ "$REGISTRY_UNDER_TEST" = berth ]; then
-  BERTH=$(resolve_berth_bin)
   if [ ! -x "$BERTH" ]; then
     echo "not ok - registry-start: berth binary not found at '$BERTH' (build it, set BERTH_BIN, or use REGISTRY_UNDER_TEST=distribution)"
     echo "0 passed, 1 failed"

@@ -36,9 +36,26 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Work with OCI image layouts on disk.
+    Layout {
+        #[command(subcommand)]
+        command: LayoutCommand,
+    },
 }
 
-/// Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+#[derive(Debug, Subcommand)]
+enum LayoutCommand {
+    /// Verify an OCI image layout: every blob's digest, every descriptor's size and
+    /// presence, every manifest and index against its media type and the image-spec
+    /// JSON schemas. Exit 0 when sound, 1 when anything is wrong (all problems listed).
+    Verify {
+        /// The layout directory.
+        dir: PathBuf,
+    },
+}
+
+/// Exit codes: 0 success, 1 runtime failure or failed verification, 2 bad usage
+/// or configuration.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
@@ -54,6 +71,9 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Layout {
+            command: LayoutCommand::Verify { dir },
+        } => layout_verify(&dir),
         Command::Serve {
             listen,
             data_dir,
@@ -84,6 +104,38 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn layout_verify(dir: &std::path::Path) -> ExitCode {
+    let report = berth_oci::layout::Layout::open(dir).and_then(|l| l.verify());
+    match report {
+        Ok(r) if r.problems.is_empty() => {
+            println!(
+                "{}: ok ({} blobs, {} manifests verified)",
+                dir.display(),
+                r.blobs,
+                r.manifests
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            for p in &r.problems {
+                println!("{}: {p}", dir.display());
+            }
+            eprintln!(
+                "{}: {} problem(s) ({} blobs, {} manifests checked)",
+                dir.display(),
+                r.problems.len(),
+                r.blobs,
+                r.manifests
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("berth layout verify: {e}");
+            ExitCode::FAILURE
         }
     }
 }

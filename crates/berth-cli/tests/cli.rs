@@ -194,3 +194,59 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     assert_eq!(r.headers()["range"], "0-7");
     server.stop(); // asserts exit status 0
 }
+
+/// `berth layout verify`: a layout berth writes is sound (exit 0); a manifest that
+/// parses but breaks the image-spec schema (a layer media type that is not a media
+/// type, image-spec `descriptor.md` § Properties) is reported by file and reason
+/// with exit 1.
+#[test]
+fn layout_verify_checks_the_image_spec_schemas() {
+    use berth_oci::layout::Layout;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::create(dir.path()).unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let c = layout.write_bytes(config).unwrap();
+    let l = layout.write_bytes(b"layer").unwrap();
+    let manifest = |layer_type: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": c.to_string(), "size": config.len()},
+            "layers": [{"mediaType": layer_type, "digest": l.to_string(), "size": 5}],
+        }))
+        .unwrap()
+    };
+    let add = |bytes: &[u8], name: &str| {
+        let d = layout.write_bytes(bytes).unwrap();
+        let desc = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                      "digest": d.to_string(), "size": bytes.len()});
+        layout.set_ref(desc, Some(name)).unwrap();
+    };
+    add(&manifest("application/vnd.oci.image.layer.v1.tar"), "good");
+    let out = berth()
+        .arg("layout")
+        .arg("verify")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 blobs, 1 manifests verified)"));
+
+    add(&manifest("not a media type"), "bad");
+    let out = berth()
+        .arg("layout")
+        .arg("verify")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("index.json \"bad\""), "{stdout}");
+    assert!(stdout.contains("schema"), "{stdout}");
+    assert!(
+        !stdout.contains("\"good\""),
+        "only the bad entry is reported: {stdout}"
+    );
+}

@@ -7,11 +7,15 @@
 
 pub mod digest;
 pub mod error;
+pub mod layout;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod reference;
+pub mod schema;
 
 pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use error::{ErrorBody, ErrorCode, ErrorEntry};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use reference::{ImageReference, Location, ReferenceError};

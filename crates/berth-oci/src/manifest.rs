@@ -92,6 +92,11 @@ pub struct ParsedManifest {
     pub annotations: Option<Map<String, Value>>,
 }
 
+/// Parse one descriptor object; `path` names it in errors (e.g. `manifests[0]`).
+pub fn parse_descriptor(v: &Value, path: &str) -> Result<Descriptor, ManifestError> {
+    descriptor(v, path)
+}
+
 fn descriptor(v: &Value, path: &str) -> Result<Descriptor, ManifestError> {
     let obj = v
         .as_object()
