@@ -21,7 +21,6 @@ use berth_oci::{Algorithm, Digest, Digester};
 use berth_storage::{BlobStore, UploadId};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncReadExt;
 
 use crate::{RegistryError, Result};
 
@@ -56,20 +55,8 @@ impl UploadTable {
 
 /// Hash a whole upload file from the start.
 async fn rehash(blobs: &BlobStore, id: UploadId, algorithm: Algorithm) -> Result<(Digester, u64)> {
-    let mut file = blobs.read_upload(id).await?;
     let mut digester = Digester::new(algorithm);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf).await.map_err(|e| {
-            RegistryError::Storage(berth_storage::StorageError::Task(e.to_string()))
-        })?;
-        if n == 0 {
-            break;
-        }
-        digester.update(&buf[..n]);
-        len += n as u64;
-    }
+    let len = blobs.hash_upload(id, &mut digester).await?;
     Ok((digester, len))
 }
 

@@ -10,8 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use berth_oci::Digest;
-use tokio::io::AsyncWriteExt;
+use berth_oci::{Digest, Digester};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Result, StorageError};
 
@@ -172,12 +172,26 @@ impl BlobStore {
         Ok(UploadFile { file, path })
     }
 
-    /// Open an upload's data file for reading from the start (to rebuild its hash).
-    pub async fn read_upload(&self, id: UploadId) -> Result<tokio::fs::File> {
+    /// Hash an upload's data from the start with `digester` (to rebuild the running
+    /// hash after a restart or a failed chunk); returns the bytes read.
+    pub async fn hash_upload(&self, id: UploadId, digester: &mut Digester) -> Result<u64> {
         let path = self.upload_path(id);
-        tokio::fs::File::open(&path)
+        let mut file = tokio::fs::File::open(&path)
             .await
-            .map_err(|e| StorageError::io("open", &path, e))
+            .map_err(|e| StorageError::io("open", &path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| StorageError::io("read", &path, e))?;
+            if n == 0 {
+                return Ok(len);
+            }
+            digester.update(&buf[..n]);
+            len += n as u64;
+        }
     }
 
     /// Cut an upload back to `len` bytes (after a failed chunk).
