@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use berth_client::platform::Platform;
 use berth_server::Config;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+mod client;
+mod progress;
+
+use client::{ClientArgs, TransferArgs};
 
 /// berth: build, store, sign, check and run OCI images.
 #[derive(Debug, Parser)]
@@ -41,6 +47,145 @@ enum Command {
         #[command(subcommand)]
         command: LayoutCommand,
     },
+    /// Check credentials for a registry and store them (docker config.json format).
+    Login {
+        /// Registry host[:port].
+        host: String,
+        /// User name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password (visible in the process list; prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove stored credentials for a registry.
+    Logout {
+        /// Registry host[:port].
+        host: String,
+    },
+    /// Push an image from an OCI layout to a registry.
+    Push {
+        /// oci:DIR[:TAG]
+        source: String,
+        /// Registry reference.
+        destination: String,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Pull an image from a registry into an OCI layout (created if missing).
+    Pull {
+        /// Registry reference.
+        source: String,
+        /// oci:DIR[:TAG]
+        destination: String,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Copy an image between registries and/or OCI layouts.
+    Copy {
+        /// Registry reference or oci:DIR[:TAG].
+        source: String,
+        /// Registry reference or oci:DIR[:TAG].
+        destination: String,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a manifest: media type, config, layers, or an index's platforms.
+    Inspect {
+        /// Registry reference or oci:DIR[:TAG].
+        reference: String,
+        /// Print the manifest's exact bytes.
+        #[arg(long)]
+        raw: bool,
+        /// For an index: inspect this platform's manifest instead.
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<Platform>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a repository's tags.
+    Tags {
+        /// Registry reference (its tag is ignored).
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Give the manifest REF names another tag in the same repository.
+    Tag {
+        /// Registry reference.
+        reference: String,
+        /// The new tag.
+        new_tag: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete the manifest a reference names (a tag is resolved to its digest).
+    Rm {
+        /// Registry reference.
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the digest-pinned form of a reference.
+    Resolve {
+        /// Registry reference.
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a registry's repositories.
+    Catalog {
+        /// Registry host[:port].
+        host: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the manifests that refer to REF (signatures, SBOMs, attestations).
+    Referrers {
+        /// Registry reference.
+        reference: String,
+        /// Only referrers of this artifact type.
+        #[arg(long, value_name = "TYPE")]
+        artifact_type: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Work with image indexes (multi-platform images).
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Build an OCI image index from existing manifests of one registry (platforms
+    /// read from their configs) and push it to REF.
+    Create {
+        /// Where to push the index.
+        reference: String,
+        /// A manifest to include (repeat).
+        #[arg(long = "manifest", value_name = "REF", required = true)]
+        manifests: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +219,132 @@ fn main() -> ExitCode {
         Command::Layout {
             command: LayoutCommand::Verify { dir },
         } => layout_verify(&dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Login {
+            host,
+            username,
+            password,
+            password_stdin,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("login", &c, |cl| {
+                client::login(cl, &host, username, password, password_stdin)
+            })
+        }
+        Command::Logout { host } => {
+            let c = ClientArgs {
+                insecure: false,
+                quiet: true,
+                output: client::Output::Text,
+                retries: 0,
+                retry_base_delay_ms: 0,
+            };
+            client::run("logout", &c, |_| client::logout(&host))
+        }
+        Command::Push {
+            source,
+            destination,
+            transfer,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("push", &c, |cl| {
+                client::transfer(cl, "push", &source, &destination, &transfer, &c)
+            })
+        }
+        Command::Pull {
+            source,
+            destination,
+            transfer,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("pull", &c, |cl| {
+                client::transfer(cl, "pull", &source, &destination, &transfer, &c)
+            })
+        }
+        Command::Copy {
+            source,
+            destination,
+            transfer,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("copy", &c, |cl| {
+                client::transfer(cl, "copy", &source, &destination, &transfer, &c)
+            })
+        }
+        Command::Inspect {
+            reference,
+            raw,
+            platform,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("inspect", &c, |cl| {
+                client::inspect(cl, &reference, raw, platform, &c)
+            })
+        }
+        Command::Tags {
+            reference,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("tags", &c, |cl| client::tags(cl, &reference, &c))
+        }
+        Command::Tag {
+            reference,
+            new_tag,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("tag", &c, |cl| client::tag(cl, &reference, &new_tag))
+        }
+        Command::Rm {
+            reference,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("rm", &c, |cl| client::rm(cl, &reference))
+        }
+        Command::Resolve {
+            reference,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("resolve", &c, |cl| client::resolve(cl, &reference, &c))
+        }
+        Command::Catalog { host, client: c } => {
+            init_client_logging();
+            client::run("catalog", &c, |cl| client::catalog(cl, &host, &c))
+        }
+        Command::Referrers {
+            reference,
+            artifact_type,
+            client: c,
+        } => {
+            init_client_logging();
+            client::run("referrers", &c, |cl| {
+                client::referrers(cl, &reference, artifact_type.as_deref(), &c)
+            })
+        }
+        Command::Index {
+            command:
+                IndexCommand::Create {
+                    reference,
+                    manifests,
+                    client: c,
+                },
+        } => {
+            init_client_logging();
+            client::run("index create", &c, |cl| {
+                client::index_create(cl, &reference, &manifests, &c)
+            })
+        }
         Command::Serve {
             listen,
             data_dir,
@@ -138,6 +409,11 @@ fn layout_verify(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Client commands log warnings and errors only, unless BERTH_LOG says otherwise.
+fn init_client_logging() {
+    init_logging("warn");
 }
 
 fn init_logging(level: &str) {

@@ -250,48 +250,43 @@ impl Layout {
         if let Some(n) = self.blob_size(expected)? {
             return Ok(n);
         }
+        let mut w = self.blob_writer(expected)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = reader
+                .read(&mut buf)
+                .map_err(io("read source for", &w.tmp))?;
+            if k == 0 {
+                break;
+            }
+            w.write(&buf[..k])?;
+        }
+        w.commit(size)
+    }
+
+    /// Start writing blob `expected` through a temp file beside its final place; see
+    /// [`BlobWriter`]. Callers that may already have the blob check
+    /// [`Layout::blob_size`] first.
+    pub fn blob_writer(&self, expected: &Digest) -> Result<BlobWriter> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = self.root.join("blobs").join(expected.algorithm().as_str());
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let tmp = dir.join(format!(".{}.tmp-{}", expected.hex(), std::process::id()));
-        let result = (|| {
-            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-            let mut digester = Digester::new(expected.algorithm());
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0u64;
-            loop {
-                let k = reader.read(&mut buf).map_err(io("read source for", &tmp))?;
-                if k == 0 {
-                    break;
-                }
-                digester.update(&buf[..k]);
-                f.write_all(&buf[..k]).map_err(io("write", &tmp))?;
-                n += k as u64;
-            }
-            let actual = digester.finish();
-            if actual != *expected {
-                return Err(LayoutError::DigestMismatch {
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-            if let Some(want) = size
-                && want != n
-            {
-                return Err(LayoutError::SizeMismatch {
-                    digest: expected.clone(),
-                    expected: want,
-                    actual: n,
-                });
-            }
-            f.sync_all().map_err(io("fsync", &tmp))?;
-            std::fs::rename(&tmp, self.blob_path(expected)).map_err(io("rename", &tmp))?;
-            sync_dir(&dir)?;
-            Ok(n)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}-{seq}",
+            expected.hex(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp).map_err(io("create", &tmp))?;
+        Ok(BlobWriter {
+            final_path: self.blob_path(expected),
+            dir,
+            tmp,
+            file: Some(file),
+            digester: Digester::new(expected.algorithm()),
+            expected: expected.clone(),
+            written: 0,
+        })
     }
 
     /// Store bytes as a blob; returns its sha256 digest.
@@ -299,6 +294,17 @@ impl Layout {
         let d = Digest::sha256_of(bytes);
         self.write_blob(&d, Some(bytes.len() as u64), bytes)?;
         Ok(d)
+    }
+
+    /// Remove blob `digest` (a transfer rolling back what it wrote); false if it was
+    /// not there. The caller makes sure nothing in `index.json` still needs it.
+    pub fn remove_blob(&self, digest: &Digest) -> Result<bool> {
+        let p = self.blob_path(digest);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("remove", &p)(e)),
+        }
     }
 
     /// `index.json`, parsed (unknown fields kept).
@@ -467,6 +473,92 @@ impl Layout {
             reason: format!("cannot serialise index.json: {e}"),
         })?;
         write_atomic(&self.root.join("index.json"), &bytes)
+    }
+}
+
+/// A blob being written into a layout: bytes go to a temp file while hashed; only
+/// [`BlobWriter::commit`] (digest and size checked, fsync, rename, directory fsync)
+/// makes it visible. Dropped without commit, the temp file is removed.
+#[derive(Debug)]
+pub struct BlobWriter {
+    final_path: PathBuf,
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    digester: Digester,
+    expected: Digest,
+    written: u64,
+}
+
+impl BlobWriter {
+    /// Append bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().ok_or_else(|| LayoutError::Io {
+            op: "write",
+            path: self.tmp.clone(),
+            source: std::io::Error::other("writer already finished"),
+        })?;
+        f.write_all(data).map_err(io("write", &self.tmp))?;
+        self.digester.update(data);
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Throw away what was written and start again (a download that must restart).
+    pub fn reset(&mut self) -> Result<()> {
+        let f = File::create(&self.tmp).map_err(io("truncate", &self.tmp))?;
+        self.file = Some(f);
+        self.digester = Digester::new(self.expected.algorithm());
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Verify the digest (and size, if given), then make the blob visible
+    /// crash-safely. Returns its size. On a mismatch nothing becomes visible.
+    pub fn commit(mut self, size: Option<u64>) -> Result<u64> {
+        let Some(f) = self.file.take() else {
+            return Err(io("commit", &self.tmp)(std::io::Error::other(
+                "writer already finished",
+            )));
+        };
+        let digester =
+            std::mem::replace(&mut self.digester, Digester::new(self.expected.algorithm()));
+        let actual = digester.finish();
+        if actual != self.expected {
+            return Err(LayoutError::DigestMismatch {
+                expected: self.expected.clone(),
+                actual,
+            });
+        }
+        if let Some(want) = size
+            && want != self.written
+        {
+            return Err(LayoutError::SizeMismatch {
+                digest: self.expected.clone(),
+                expected: want,
+                actual: self.written,
+            });
+        }
+        f.sync_all().map_err(io("fsync", &self.tmp))?;
+        drop(f);
+        std::fs::rename(&self.tmp, &self.final_path).map_err(io("rename", &self.tmp))?;
+        // Renamed: nothing left for Drop to remove.
+        self.tmp = PathBuf::new();
+        sync_dir(&self.dir)?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -485,7 +485,7 @@ fn valid_host_name(host: &str) -> bool {
 }
 
 /// Whether a normalised registry's host is loopback.
-fn is_loopback_registry(registry: &str) -> bool {
+pub fn is_loopback_registry(registry: &str) -> bool {
     let host = match registry.strip_prefix('[') {
         Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
         None => registry.split_once(':').map_or(registry, |(h, _)| h),
