@@ -13,7 +13,7 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use crate::challenge::Challenge;
-use crate::credentials::{Credential, CredentialStore};
+use crate::credentials::{Credential, CredentialError, CredentialStore};
 use crate::error::{ClientError, Result};
 
 /// Tokens are renewed this long before they expire.
@@ -108,10 +108,18 @@ impl HostAuth {
             .get_or_try_init(|| async {
                 let store = self.store.clone();
                 let host = self.host.clone();
-                tokio::task::spawn_blocking(move || store.get(&host))
+                let found = tokio::task::spawn_blocking(move || store.get(&host))
                     .await
-                    .map_err(|e| ClientError::Protocol(format!("credential lookup failed: {e}")))?
-                    .map_err(ClientError::from)
+                    .map_err(|e| ClientError::Protocol(format!("credential lookup failed: {e}")))?;
+                match found {
+                    // A config naming a helper that is not installed (a copied Docker
+                    // Desktop config) must not stop anonymous access.
+                    Err(CredentialError::HelperNotFound { helper }) => {
+                        tracing::warn!(%helper, host = %self.host, "credential helper not installed; going on without credentials");
+                        Ok(None)
+                    }
+                    other => other.map_err(ClientError::from),
+                }
             })
             .await?;
         Ok(c.clone())

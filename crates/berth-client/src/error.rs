@@ -9,16 +9,6 @@ pub enum ClientError {
     /// A reference or location could not be parsed or used.
     #[error("{0}")]
     Reference(String),
-    /// Plain HTTP was needed but is not allowed for this host.
-    #[error(
-        "{host} is not a loopback registry; plain HTTP to it needs --insecure (HTTPS failed: {detail})"
-    )]
-    PlainHttpRefused {
-        /// The registry host.
-        host: String,
-        /// What went wrong with HTTPS.
-        detail: String,
-    },
     /// The connection failed (after retries).
     #[error("{op}: {source}")]
     Http {

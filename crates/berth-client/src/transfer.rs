@@ -110,7 +110,7 @@ struct Plan {
 
 /// Work out what to copy: the top manifest, or one platform of an index, or the
 /// whole index.
-async fn plan(src: &Source, opts: &CopyOptions) -> Result<Plan> {
+async fn plan(src: &Source, opts: &CopyOptions, retry: RetryPolicy) -> Result<Plan> {
     let (top, top_desc) = src.top().await?;
     let mut manifests = Vec::new();
     let mut top_descriptor = top_desc;
@@ -165,6 +165,9 @@ async fn plan(src: &Source, opts: &CopyOptions) -> Result<Plan> {
             manifests.push(m);
         }
     } else {
+        if let Some(wanted) = &opts.platform {
+            check_platform(src, &top, wanted, retry).await?;
+        }
         manifests.push(top);
     }
     let mut seen = HashSet::new();
@@ -184,6 +187,35 @@ async fn plan(src: &Source, opts: &CopyOptions) -> Result<Plan> {
         top_descriptor,
         blobs,
     })
+}
+
+/// An explicit `--platform` against a single-platform image: its config must say
+/// that platform (the wrong-architecture pull the F7 describes).
+async fn check_platform(
+    src: &Source,
+    m: &FetchedManifest,
+    wanted: &Platform,
+    retry: RetryPolicy,
+) -> Result<()> {
+    let body: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
+    let Ok(config) = manifest::parse_descriptor(&body["config"], "config") else {
+        return Ok(());
+    };
+    if config.media_type != media_type::OCI_CONFIG
+        && config.media_type != "application/vnd.docker.container.image.v1+json"
+    {
+        return Ok(());
+    }
+    let bytes = src.small_blob(&config, retry).await?;
+    let cfg: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    match Platform::from_json(&cfg) {
+        Some(p) if !wanted.matches(&p) => Err(ClientError::PlatformNotFound {
+            reference: src.describe(),
+            wanted: wanted.to_string(),
+            available: vec![p.to_string()],
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn parse(m: &FetchedManifest, what: &str) -> Result<manifest::ParsedManifest> {
@@ -227,7 +259,7 @@ pub async fn copy(
     progress: Arc<dyn Progress>,
 ) -> Result<CopyReport> {
     let source = Source::open(client, src)?;
-    let plan = plan(&source, opts).await?;
+    let plan = plan(&source, opts, client.retry_policy()).await?;
     let dest = match dst {
         Location::Registry(r) => {
             let mount_from = match &source {
