@@ -63,9 +63,12 @@ verify_blob() {
 # ---- registry HTTP helpers ---------------------------------------------------------
 
 # registry_digest REPO REF -> Docker-Content-Digest of HEAD /v2/REPO/manifests/REF
-registry_digest() {
+registry_digest() { registry_digest_at "$REGISTRY" "$@"; }
+
+# registry_digest_at HOST:PORT REPO REF -> the same, from another registry (e.g. $DIST2)
+registry_digest_at() {
   curl -s -m 20 -o /dev/null -D - -I -H "Accept: $ACCEPT_ALL" \
-    "http://$REGISTRY/v2/$1/manifests/$2" \
+    "http://$1/v2/$2/manifests/$3" \
     | tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}'
 }
 
@@ -81,6 +84,18 @@ http_status() {
 skopeo_() { run skopeo --policy "$TMP/conf/policy.json" "$@"; }
 
 podman_() { run podman "$@"; }
+
+# berth's client commands (the binary run.sh resolved; BERTH_AUTH_FILE, DOCKER_CONFIG and
+# REGISTRY_AUTH_FILE point into the temp dir).
+berth_() { run "$BERTH" "$@"; }
+
+# need_dist2: die unless the second registry (Distribution, run.sh starts it before the
+# first berth-dist-* test) is up; its address is $DIST2.
+need_dist2() {
+  if [ -z "${DIST2_PID:-}" ] || [ -z "${DIST2:-}" ]; then
+    die "second registry unavailable: ${DIST2_ERR:-not started}"
+  fi
+}
 
 docker_() { run "$DOCKER_CLI" "$@"; }
 

@@ -6,13 +6,16 @@
 # Environment:
 #   REGISTRY_UNDER_TEST  berth (default) | distribution (Debian's docker-registry, the
 #                        CNCF Distribution 2.8 reference, used as a stand-in)
-#   BERTH_BIN            berth binary (default: target/release/berth if present, else
-#                        target/debug/berth, relative to the repository root)
+#   BERTH_BIN            berth binary (default: the newer of target/release/berth and
+#                        target/debug/berth, relative to the repository root); both the
+#                        registry under test and the client under test (cases/40-, 50-)
 #   ONLY                 extended regex; run only the tests whose names match
 #   KEEP_TMP=1           keep the temporary directory (daemons are still stopped)
 #   DISTRIBUTION_LOG_LEVEL   Distribution's log level (default warn; debug/info also turn
 #                        on its access log, handy to see the clients' request sequences)
 #   CMD_TIMEOUT          per-client-command timeout in seconds (default 180)
+#   (the berth-dist-* tests also start a second registry, Debian's docker-registry, on its
+#   own free port, whatever REGISTRY_UNDER_TEST is)
 #   TRACE_HTTP=FILE      put trace-proxy.py (needs python3) between the clients and the
 #                        registry and write every request/response head to FILE (JSON lines)
 #
@@ -66,6 +69,7 @@ TMP=$(mktemp -d /tmp/berth-clients.XXXXXX) || { err "mktemp failed"; exit 2; }
 LOGS=$TMP/logs
 mkdir -p "$LOGS" "$TMP/conf" "$TMP/work" "$TMP/images"
 SERVER_PID=""
+DIST2_PID=""
 PROXY_PID=""
 DOCKERD_PID=""
 DOCKERD_CHILDREN=""
@@ -112,6 +116,7 @@ cleanup() {
     for c in $DOCKERD_CHILDREN; do stop_pid "$c" 5; done
   fi
   stop_pid "$SERVER_PID" 10
+  stop_pid "$DIST2_PID" 10
   stop_pid "$PROXY_PID" 5
   # Anything else still running from our temp dir (containerd shims, conmon, ...):
   # only processes whose command line names this run's unique directory.
@@ -173,6 +178,9 @@ export CONTAINERS_STORAGE_CONF=$TMP/conf/storage.conf
 export CONTAINERS_REGISTRIES_CONF=$TMP/conf/registries.conf
 export REGISTRY_AUTH_FILE=$TMP/conf/auth.json
 export DOCKER_CONFIG=$TMP/docker/cli
+# berth's client: its own credentials file (it also reads DOCKER_CONFIG and REGISTRY_AUTH_FILE).
+export BERTH_AUTH_FILE=$TMP/conf/berth-auth.json
+echo '{}' >"$BERTH_AUTH_FILE"
 export TMPDIR=$TMP/tmp
 mkdir -p "$TMPDIR" "$DOCKER_CONFIG"
 # shellcheck disable=SC2034  # used by cases/20-podman.sh
@@ -195,8 +203,10 @@ free_port() {
 resolve_berth_bin() {
   local b=${BERTH_BIN:-}
   if [ -z "$b" ]; then
-    if [ -x "$ROOT/target/release/berth" ]; then b=$ROOT/target/release/berth
-    else b=$ROOT/target/debug/berth; fi
+    # the newer of the two builds (a stale release build would lack newer commands)
+    local rel=$ROOT/target/release/berth dbg=$ROOT/target/debug/berth
+    if [ -x "$rel" ] && { [ ! -x "$dbg" ] || [ ! "$dbg" -nt "$rel" ]; }; then b=$rel
+    else b=$dbg; fi
   elif [ "${b#/}" = "$b" ] && [ ! -e "$b" ] && [ -e "$ROOT/$b" ]; then
     b=$ROOT/$b
   fi
@@ -206,6 +216,62 @@ resolve_berth_bin() {
 SERVER_LOG=$LOGS/registry.log       # stderr (and, for distribution, everything)
 SERVER_STDOUT=$LOGS/registry.stdout
 
+# write_distribution_config FILE DATA_DIR ADDR: a Distribution (docker-registry) config:
+# filesystem storage in DATA_DIR, deletes enabled, plain HTTP on ADDR (host:port).
+write_distribution_config() {
+  local access=true
+  [ "$DISTRIBUTION_LOG_LEVEL" = warn ] || [ "$DISTRIBUTION_LOG_LEVEL" = error ] || access=false
+  cat >"$1" <<EOF
+version: 0.1
+log:
+  level: $DISTRIBUTION_LOG_LEVEL
+  accesslog:
+    disabled: $access
+storage:
+  filesystem:
+    rootdirectory: $2
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $3
+  secret: berth-client-tests-$RANDOM$RANDOM
+EOF
+}
+
+# spawn_distribution CONFIG STDOUT STDERR: start docker-registry in the background;
+# its pid in SPAWNED_PID.
+spawn_distribution() {
+  # Distribution reads REGISTRY_* variables as configuration overrides
+  # (REGISTRY_AUTH_FILE would become auth.file): run it without any.
+  local unset_args=()
+  mapfile -t unset_args < <(env | awk -F= '/^REGISTRY_/ {print "-u"; print $1}')
+  env "${unset_args[@]}" \
+    docker-registry serve "$1" >"$2" 2>"$3" </dev/null &
+  SPAWNED_PID=$!
+}
+
+# wait_registry PID ADDR NAME: wait (10 s) until GET http://ADDR/v2/ answers 200 while
+# PID lives; on failure say why on stderr and return 1 (PID is then stopped).
+wait_registry() {
+  local pid=$1 addr=$2 name=$3 i code
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null
+      err "$name exited during startup (status $?)"
+      return 1
+    fi
+    code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://$addr/v2/" 2>/dev/null)
+    [ "$code" = 200 ] && return 0
+    sleep 0.1
+  done
+  err "$name did not answer 200 on http://$addr/v2/ within 10 s (last status: ${code:-none})"
+  stop_pid "$pid" 5
+  return 1
+}
+
 start_server_once() {
   PORT=$(free_port) || { err "no free port"; return 1; }
   REGISTRY=127.0.0.1:$PORT
@@ -214,54 +280,46 @@ start_server_once() {
   : >"$SERVER_LOG"
   : >"$SERVER_STDOUT"
   if [ "$REGISTRY_UNDER_TEST" = berth ]; then
-    # berth reads BERTH_<SECTION>_<KEY> as configuration overrides: keep BERTH_BIN out.
-    env -u BERTH_BIN "$BERTH" serve --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" \
+    # berth reads BERTH_<SECTION>_<KEY> as configuration overrides: keep BERTH_BIN (and
+    # the client's BERTH_AUTH_FILE) out.
+    env -u BERTH_BIN -u BERTH_AUTH_FILE "$BERTH" serve --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" \
       >"$SERVER_STDOUT" 2>"$SERVER_LOG" </dev/null &
     SERVER_PID=$!
   else
-    local access=true
-    [ "$DISTRIBUTION_LOG_LEVEL" = warn ] || [ "$DISTRIBUTION_LOG_LEVEL" = error ] || access=false
-    cat >"$TMP/conf/distribution.yml" <<EOF
-version: 0.1
-log:
-  level: $DISTRIBUTION_LOG_LEVEL
-  accesslog:
-    disabled: $access
-storage:
-  filesystem:
-    rootdirectory: $TMP/data
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$PORT
-  secret: berth-client-tests-$RANDOM$RANDOM
-EOF
-    # Distribution reads REGISTRY_* variables as configuration overrides
-    # (REGISTRY_AUTH_FILE would become auth.file): run it without any.
-    local unset_args=()
-    mapfile -t unset_args < <(env | awk -F= '/^REGISTRY_/ {print "-u"; print $1}')
-    env "${unset_args[@]}" \
-      docker-registry serve "$TMP/conf/distribution.yml" >"$SERVER_STDOUT" 2>"$SERVER_LOG" </dev/null &
-    SERVER_PID=$!
+    write_distribution_config "$TMP/conf/distribution.yml" "$TMP/data" "127.0.0.1:$PORT"
+    spawn_distribution "$TMP/conf/distribution.yml" "$SERVER_STDOUT" "$SERVER_LOG"
+    SERVER_PID=$SPAWNED_PID
   fi
-  local i code
-  for ((i = 0; i < 100; i++)); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      wait "$SERVER_PID" 2>/dev/null
-      err "$REGISTRY_UNDER_TEST exited during startup (status $?)"
-      SERVER_PID=""
-      return 1
-    fi
-    code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" 2>/dev/null)
-    [ "$code" = 200 ] && return 0
-    sleep 0.1
-  done
-  err "$REGISTRY_UNDER_TEST did not answer 200 on http://$REGISTRY/v2/ within 10 s (last status: ${code:-none})"
-  stop_pid "$SERVER_PID" 5
+  wait_registry "$SERVER_PID" "$REGISTRY" "$REGISTRY_UNDER_TEST" && return 0
   SERVER_PID=""
+  return 1
+}
+
+# A second registry, CNCF Distribution whatever REGISTRY_UNDER_TEST is, for the tests
+# named berth-dist-* (berth's client against a reference registry, and registry-to-registry
+# copies). Started before the first such test; its address in DIST2 (host:port).
+DIST2=""
+DIST2_ERR=""
+start_dist2() {
+  if ! command -v docker-registry >/dev/null 2>&1; then
+    DIST2_ERR="docker-registry not installed (run tests/clients/install-deps.sh)"
+    return 1
+  fi
+  local _attempt port
+  for _attempt in 1 2 3; do
+    port=$(free_port) || { DIST2_ERR="no free port"; return 1; }
+    rm -rf "$TMP/dist2"
+    mkdir -p "$TMP/dist2"
+    write_distribution_config "$TMP/conf/dist2.yml" "$TMP/dist2" "127.0.0.1:$port"
+    spawn_distribution "$TMP/conf/dist2.yml" "$LOGS/dist2.stdout" "$LOGS/dist2.log"
+    DIST2_PID=$SPAWNED_PID
+    if wait_registry "$DIST2_PID" "127.0.0.1:$port" "second registry (docker-registry)"; then
+      DIST2=127.0.0.1:$port
+      return 0
+    fi
+    DIST2_PID=""
+  done
+  DIST2_ERR="docker-registry did not start; log: $(tail -n 3 "$LOGS/dist2.log" 2>/dev/null | tr '\n' ' ')"
   return 1
 }
 
@@ -368,6 +426,11 @@ run_test() {
     ANY_FAILED_TESTS+=("$name")
   fi
   say "$name took ${dt}s"
+  if [ -n "$DIST2_PID" ] && ! kill -0 "$DIST2_PID" 2>/dev/null; then
+    say "!! the second registry (docker-registry, pid $DIST2_PID) has died; log: $(tail -n 5 "$LOGS/dist2.log" 2>/dev/null | tr '\n' ' ')"
+    DIST2_PID=""
+    DIST2_ERR="the second registry died during an earlier test"
+  fi
   if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
     say "!! the registry process ($REGISTRY_UNDER_TEST, pid $SERVER_PID) has died"
     show_server_logs 30
@@ -447,6 +510,13 @@ for idx in "${!TEST_NAMES[@]}"; do
       say "dockerd started in $((SECONDS - t0))s (pid $DOCKERD_PID, children: $DOCKERD_CHILDREN)"
     else
       say "dockerd failed: $DOCKERD_ERR"
+    fi
+  fi
+  if [[ $name == berth-dist-* ]] && [ -z "$DIST2_PID" ] && [ -z "$DIST2_ERR" ]; then
+    if start_dist2; then
+      say "second registry (docker-registry) listening at http://$DIST2 (pid $DIST2_PID)"
+    else
+      say "second registry failed: $DIST2_ERR"
     fi
   fi
   run_test "$name" "${TEST_FNS[$idx]}"

@@ -280,7 +280,7 @@ impl Registry {
     /// Fetch a manifest, verified: by digest, its bytes must hash to it; by tag, to
     /// `Docker-Content-Digest` when the registry sends one.
     pub async fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<FetchedManifest> {
-        let what = format!("{}/{repo}:{reference}", self.host);
+        let what = at(&self.host, repo, reference);
         let op = format!("fetching manifest {what}");
         let mut h = HeaderMap::new();
         h.insert(
@@ -326,7 +326,7 @@ impl Registry {
         repo: &str,
         reference: &Reference,
     ) -> Result<Option<(Digest, String, u64)>> {
-        let op = format!("checking manifest {}/{repo}:{reference}", self.host);
+        let op = format!("checking manifest {}", at(&self.host, repo, reference));
         let mut h = HeaderMap::new();
         h.insert(
             ACCEPT,
@@ -363,7 +363,7 @@ impl Registry {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<()> {
-        let op = format!("pushing manifest {}/{repo}:{reference}", self.host);
+        let op = format!("pushing manifest {}", at(&self.host, repo, reference));
         let mut h = HeaderMap::new();
         h.insert(
             CONTENT_TYPE,
@@ -398,7 +398,7 @@ impl Registry {
 
     /// `DELETE` a manifest (by digest, or a tag where the registry allows it).
     pub async fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<()> {
-        let op = format!("deleting {}/{repo}:{reference}", self.host);
+        let op = format!("deleting {}", at(&self.host, repo, reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let resp = self
             .send(
@@ -741,6 +741,14 @@ impl SendError {
             },
             SendError::Client(e) => e,
         }
+    }
+}
+
+/// `host/repo:tag` or `host/repo@digest`, for messages.
+fn at(host: &str, repo: &str, reference: &Reference) -> String {
+    match reference {
+        Reference::Tag(t) => format!("{host}/{repo}:{t}"),
+        Reference::Digest(d) => format!("{host}/{repo}@{d}"),
     }
 }
 
