@@ -539,68 +539,98 @@ pub(crate) async fn upload(
     registry: &Registry,
     repo: &str,
     mut url: url::Url,
-    mut reader: BlobReader,
+    reader: BlobReader,
     desc: &Descriptor,
     chunk_size: usize,
     retry: RetryPolicy,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let chunk_size = chunk_size.max(1);
+    let mut filler = ChunkFiller {
+        reader,
+        pending: None,
+        chunk_size: chunk_size.max(1),
+    };
     let mut digester = Digester::new(desc.digest.algorithm());
-    let mut pending: Option<Bytes> = None;
+    let (mut chunk, mut eof) = match filler.fill().await {
+        Ok(v) => v,
+        Err(e) => {
+            registry.cancel_upload(repo, &url).await;
+            return Err(e);
+        }
+    };
+    digester.update(&chunk);
+    if eof {
+        // Fits in one request: verify, then a monolithic PUT.
+        check_digest(registry, repo, &url, desc, digester.finish()).await?;
+        let n = chunk.len() as u64;
+        registry
+            .finish_upload(repo, &url, &desc.digest, Some(chunk))
+            .await?;
+        progress.advance(&desc.digest, n);
+        return Ok(());
+    }
     let mut offset = 0u64;
-    let mut chunks = 0usize;
     loop {
-        // Fill one chunk.
-        let mut buf = BytesMut::with_capacity(chunk_size.min(desc.size as usize + 1));
-        while buf.len() < chunk_size {
-            let c = match pending.take() {
+        let n = chunk.len() as u64;
+        if eof {
+            if n > 0 {
+                url = send_chunk(registry, repo, url, offset, chunk, retry).await?;
+                progress.advance(&desc.digest, n);
+            }
+            break;
+        }
+        // Read the next chunk while this one is on the wire.
+        let (sent, next) = tokio::join!(
+            send_chunk(registry, repo, url.clone(), offset, chunk, retry),
+            filler.fill()
+        );
+        let (sent, next) = match (sent, next) {
+            (Ok(u), Ok(c)) => (u, c),
+            (Err(e), _) | (_, Err(e)) => {
+                registry.cancel_upload(repo, &url).await;
+                return Err(e);
+            }
+        };
+        url = sent;
+        offset += n;
+        progress.advance(&desc.digest, n);
+        (chunk, eof) = next;
+        digester.update(&chunk);
+    }
+    check_digest(registry, repo, &url, desc, digester.finish()).await?;
+    registry.finish_upload(repo, &url, &desc.digest, None).await
+}
+
+/// Cuts a blob reader's output into upload chunks of a fixed size.
+struct ChunkFiller {
+    reader: BlobReader,
+    pending: Option<Bytes>,
+    chunk_size: usize,
+}
+
+impl ChunkFiller {
+    /// The next chunk (full unless the content ends) and whether the content
+    /// ended with it.
+    async fn fill(&mut self) -> Result<(Bytes, bool)> {
+        let mut buf = BytesMut::with_capacity(self.chunk_size);
+        while buf.len() < self.chunk_size {
+            let c = match self.pending.take() {
                 Some(c) => c,
-                None => match reader.next().await {
-                    Ok(Some(c)) => c,
-                    Ok(None) => break,
-                    Err(e) => {
-                        registry.cancel_upload(repo, &url).await;
-                        return Err(e);
-                    }
+                None => match self.reader.next().await? {
+                    Some(c) => c,
+                    None => return Ok((buf.freeze(), true)),
                 },
             };
-            let room = chunk_size - buf.len();
+            let room = self.chunk_size - buf.len();
             if c.len() > room {
                 buf.extend_from_slice(&c[..room]);
-                pending = Some(c.slice(room..));
+                self.pending = Some(c.slice(room..));
             } else {
                 buf.extend_from_slice(&c);
             }
         }
-        let chunk = buf.freeze();
-        let last = chunk.len() < chunk_size && pending.is_none();
-        digester.update(&chunk);
-        if last && chunks == 0 {
-            // Fits in one request: verify, then a monolithic PUT.
-            let actual = digester.finish();
-            check_digest(registry, repo, &url, desc, actual).await?;
-            let n = chunk.len() as u64;
-            registry
-                .finish_upload(repo, &url, &desc.digest, Some(chunk))
-                .await?;
-            progress.advance(&desc.digest, n);
-            return Ok(());
-        }
-        if !chunk.is_empty() {
-            let n = chunk.len() as u64;
-            url = send_chunk(registry, repo, url, offset, chunk, retry).await?;
-            offset += n;
-            chunks += 1;
-            progress.advance(&desc.digest, n);
-        }
-        if last {
-            break;
-        }
+        Ok((buf.freeze(), false))
     }
-    let actual = digester.finish();
-    check_digest(registry, repo, &url, desc, actual).await?;
-    registry.finish_upload(repo, &url, &desc.digest, None).await
 }
 
 async fn check_digest(
