@@ -67,6 +67,8 @@ enum Command {
     Logout {
         /// Registry host[:port].
         host: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Push an image from an OCI layout to a registry.
     Push {
@@ -235,16 +237,7 @@ fn main() -> ExitCode {
                 client::login(cl, &host, username, password, password_stdin)
             })
         }
-        Command::Logout { host } => {
-            let c = ClientArgs {
-                insecure: false,
-                quiet: true,
-                output: client::Output::Text,
-                retries: 0,
-                retry_base_delay_ms: 0,
-            };
-            client::run("logout", &c, |_| client::logout(&host))
-        }
+        Command::Logout { host, client: c } => client::run("logout", &c, |_| client::logout(&host)),
         Command::Push {
             source,
             destination,

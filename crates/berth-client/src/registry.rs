@@ -489,7 +489,7 @@ impl Registry {
     }
 
     /// Send one chunk (`PATCH` with `Content-Range`), once, without retrying: the
-    /// caller asks [`upload_offset`](Self::upload_offset) where to resume. Returns
+    /// caller asks [`upload_status`](Self::upload_status) where to resume. Returns
     /// the session's next URL.
     pub async fn patch_chunk(
         &self,
@@ -522,9 +522,13 @@ impl Registry {
         self.location(&resp, &op)
     }
 
-    /// Where an upload session stands: its URL and the number of bytes the registry
-    /// holds (`GET` the session, `Range: 0-N`).
-    pub async fn upload_offset(&self, repo: &str, session: &Url) -> Result<(Url, u64)> {
+    /// Where an upload session stands: its URL and the `<end-of-range>` of its
+    /// `Range: 0-<end-of-range>` header (the last byte held), `None` without one.
+    ///
+    /// `0-0` is ambiguous: the spec writes the position of the last byte, so it
+    /// means one byte held, but registries (Distribution, berth) also send it for an
+    /// empty session; the caller decides.
+    pub async fn upload_status(&self, repo: &str, session: &Url) -> Result<(Url, Option<u64>)> {
         let op = format!("checking upload to {}/{repo}", self.host);
         let resp = self
             .send(
@@ -545,18 +549,12 @@ impl Registry {
         let next = self
             .location(&resp, &op)
             .unwrap_or_else(|_| session.clone());
-        let offset = match header_str(resp.headers(), RANGE.as_str()) {
-            None => 0,
-            Some(r) => {
-                let r = r.trim().trim_start_matches("bytes=");
-                let end = r.split_once('-').map(|(_, e)| e.trim());
-                match end.and_then(|e| e.parse::<u64>().ok()) {
-                    Some(e) => e + 1,
-                    None => 0,
-                }
-            }
-        };
-        Ok((next, offset))
+        let last = header_str(resp.headers(), RANGE.as_str()).and_then(|r| {
+            let r = r.trim().trim_start_matches("bytes=");
+            r.split_once('-')
+                .and_then(|(_, e)| e.trim().parse::<u64>().ok())
+        });
+        Ok((next, last))
     }
 
     /// Close an upload: `PUT ?digest=` with the last bytes (possibly none).

@@ -293,7 +293,6 @@ impl BlobReader {
             let Some(r) = resp.as_mut() else { continue };
             match r.chunk().await {
                 Ok(Some(mut c)) => {
-                    *failures = 0;
                     if *skip > 0 {
                         let drop_n = (*skip).min(c.len() as u64) as usize;
                         *skip -= drop_n as u64;
@@ -302,6 +301,10 @@ impl BlobReader {
                             continue;
                         }
                     }
+                    // Only new bytes count as progress: a registry that ignores
+                    // `Range` and breaks off at the same place every time must
+                    // still run out of retries.
+                    *failures = 0;
                     *delivered += c.len() as u64;
                     return Ok(Some(c));
                 }

@@ -672,8 +672,17 @@ async fn send_chunk(
                 tracing::debug!(error = %e, at = from, "chunk failed; asking the registry where to resume");
                 tokio::time::sleep(retry.delay(attempt, None)).await;
                 attempt += 1;
-                let (u, held) = registry.upload_offset(repo, &url).await?;
+                let refused_from_zero =
+                    from == 0 && matches!(e, ClientError::Registry { status: 416, .. });
+                let (u, last) = registry.upload_status(repo, &url).await?;
                 url = u;
+                let held = match last {
+                    None => 0,
+                    // `0-0`: empty or one byte (see `upload_status`). Assume empty
+                    // unless resending from 0 was just refused.
+                    Some(0) if !refused_from_zero => 0,
+                    Some(n) => n + 1,
+                };
                 if held < start || held > end {
                     return Err(ClientError::Protocol(format!(
                         "upload to {}/{repo}: the registry holds {held} bytes, expected between {start} and {end}",
