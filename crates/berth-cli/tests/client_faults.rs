@@ -82,12 +82,15 @@ impl Run {
 /// A sandbox for running the CLI: its own credential files and home.
 struct Cli {
     dir: TempDir,
+    /// Extra environment for every run (e.g. a PATH with a credential helper).
+    env: Vec<(String, String)>,
 }
 
 impl Cli {
     fn new() -> Cli {
         Cli {
             dir: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
         }
     }
 
@@ -104,7 +107,7 @@ impl Cli {
         // Every client command takes the retry options, says the contract; `layout
         // verify` is not a client command, and `logout` (no network) rejects them
         // (reported as a contract deviation).
-        if !matches!(args.first(), Some(&"layout") | Some(&"logout")) {
+        if !matches!(args.first(), Some(&"layout")) {
             full.push("--retry-base-delay-ms".to_owned());
             full.push("20".to_owned());
         }
@@ -128,6 +131,7 @@ impl Cli {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         for v in [
             "HTTP_PROXY",
             "HTTPS_PROXY",
@@ -1156,5 +1160,107 @@ fn multi_arch_push_pull_platform_inspect() {
             ),
         ],
         "inspect should list both platforms: {v}"
+    );
+}
+
+/// HTTP Basic auth (RFC 7617; distribution-spec defers to the registry's
+/// `WWW-Authenticate` challenge) with credentials berth never stored itself: they
+/// come from docker's `config.json` through a credential helper
+/// (`docker-credential-<name> get`, server on stdin, JSON `{ServerURL, Username,
+/// Secret}` on stdout), as docker and podman look them up.
+#[test]
+fn basic_auth_with_docker_config_credential_helper() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = common::Server::start(data.path());
+    let rt = runtime();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("bob:hunter2")
+    );
+    let proxy = start_proxy(
+        &rt,
+        port_of(&server),
+        ProxyHooks {
+            delay: Box::new(|_| None),
+            decide: Box::new(move |req: &Head| {
+                if req.header("authorization") == Some(expected.as_str()) {
+                    Decision::Forward
+                } else {
+                    Decision::Reply(response(
+                        401,
+                        &[
+                            ("WWW-Authenticate", "Basic realm=\"berth-test\"".to_owned()),
+                            ("Content-Type", "application/json".to_owned()),
+                        ],
+                        &oci_error("UNAUTHORIZED", "authentication required"),
+                        req.method() == "HEAD",
+                    ))
+                }
+            }),
+        },
+    );
+    let host = proxy.host();
+    let mut cli = Cli::new();
+    let image = build_image(&mut rng(91), "amd64", &[70 * KIB], "basic");
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("src");
+    write_image_layout(&src, &image, "v1");
+    let reference = format!("{host}/team/basic:v1");
+
+    // No credentials anywhere: refused, exit 2, the error says why.
+    let run = cli.run(&["push", "-q", &oci_tag(&src, "v1"), &reference]);
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    assert!(
+        run.stderr.contains("401") || run.stderr.to_lowercase().contains("authentication"),
+        "{}",
+        run.describe()
+    );
+
+    // docker's config.json names a helper for this host; the helper answers.
+    let bin = cli.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let helper = bin.join("docker-credential-berthtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] || exit 1\nif [ \"$server\" = \"{host}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"bob\",\"Secret\":\"hunter2\"}}' \"$server\"\nelse\n  echo 'credentials not found in native keychain'; exit 1\nfi\n"
+        ),
+    )
+    .expect("write helper");
+    let mut perms = std::fs::metadata(&helper)
+        .expect("stat helper")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&helper, perms).expect("chmod helper");
+    let docker_dir = cli.dir.path().join("docker");
+    std::fs::create_dir_all(&docker_dir).expect("docker dir");
+    std::fs::write(
+        docker_dir.join("config.json"),
+        serde_json::json!({"credHelpers": {host.clone(): "berthtest"}}).to_string(),
+    )
+    .expect("write config.json");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cli.env.push(("PATH".to_owned(), path));
+
+    cli.run(&["push", "-q", &oci_tag(&src, "v1"), &reference])
+        .assert_success();
+    let back = work.path().join("back");
+    cli.run(&["pull", "-q", &reference, &oci(&back)])
+        .assert_success();
+    cli.assert_layout_ok(&back);
+    for b in image.blobs() {
+        assert_layout_has_blob(&back, b);
+    }
+    assert!(
+        !cli.auth_file().exists(),
+        "nothing should have been written to berth's own credentials file"
+    );
+    assert!(
+        proxy.stats.forwarded("PUT") > 0,
+        "no upload reached berth serve through the Basic-auth proxy"
     );
 }
