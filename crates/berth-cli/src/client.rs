@@ -96,6 +96,8 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = Res>,
 {
+    // Client commands log warnings and errors only, unless BERTH_LOG says otherwise.
+    crate::init_logging("warn");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -166,8 +168,19 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// Run `push`, `pull` or `copy` (`kind`).
+pub fn run_transfer(
+    kind: &str,
+    src: &str,
+    dst: &str,
+    t: &TransferArgs,
+    args: &ClientArgs,
+) -> ExitCode {
+    run(kind, args, |cl| transfer(cl, kind, src, dst, t, args))
+}
+
 /// `push`, `pull` and `copy`: `kind` checks which sides must be what.
-pub async fn transfer(
+async fn transfer(
     client: Client,
     kind: &str,
     src: &str,

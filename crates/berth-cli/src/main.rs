@@ -231,100 +231,63 @@ fn main() -> ExitCode {
             password,
             password_stdin,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("login", &c, |cl| {
-                client::login(cl, &host, username, password, password_stdin)
-            })
-        }
+        } => client::run("login", &c, |cl| {
+            client::login(cl, &host, username, password, password_stdin)
+        }),
         Command::Logout { host, client: c } => client::run("logout", &c, |_| client::logout(&host)),
         Command::Push {
             source,
             destination,
             transfer,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("push", &c, |cl| {
-                client::transfer(cl, "push", &source, &destination, &transfer, &c)
-            })
-        }
+        } => client::run_transfer("push", &source, &destination, &transfer, &c),
         Command::Pull {
             source,
             destination,
             transfer,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("pull", &c, |cl| {
-                client::transfer(cl, "pull", &source, &destination, &transfer, &c)
-            })
-        }
+        } => client::run_transfer("pull", &source, &destination, &transfer, &c),
         Command::Copy {
             source,
             destination,
             transfer,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("copy", &c, |cl| {
-                client::transfer(cl, "copy", &source, &destination, &transfer, &c)
-            })
-        }
+        } => client::run_transfer("copy", &source, &destination, &transfer, &c),
         Command::Inspect {
             reference,
             raw,
             platform,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("inspect", &c, |cl| {
-                client::inspect(cl, &reference, raw, platform, &c)
-            })
-        }
+        } => client::run("inspect", &c, |cl| {
+            client::inspect(cl, &reference, raw, platform, &c)
+        }),
         Command::Tags {
             reference,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("tags", &c, |cl| client::tags(cl, &reference, &c))
-        }
+        } => client::run("tags", &c, |cl| client::tags(cl, &reference, &c)),
         Command::Tag {
             reference,
             new_tag,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("tag", &c, |cl| client::tag(cl, &reference, &new_tag))
-        }
+        } => client::run("tag", &c, |cl| client::tag(cl, &reference, &new_tag)),
         Command::Rm {
             reference,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("rm", &c, |cl| client::rm(cl, &reference))
-        }
+        } => client::run("rm", &c, |cl| client::rm(cl, &reference)),
         Command::Resolve {
             reference,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("resolve", &c, |cl| client::resolve(cl, &reference, &c))
-        }
+        } => client::run("resolve", &c, |cl| client::resolve(cl, &reference, &c)),
         Command::Catalog { host, client: c } => {
-            init_client_logging();
             client::run("catalog", &c, |cl| client::catalog(cl, &host, &c))
         }
         Command::Referrers {
             reference,
             artifact_type,
             client: c,
-        } => {
-            init_client_logging();
-            client::run("referrers", &c, |cl| {
-                client::referrers(cl, &reference, artifact_type.as_deref(), &c)
-            })
-        }
+        } => client::run("referrers", &c, |cl| {
+            client::referrers(cl, &reference, artifact_type.as_deref(), &c)
+        }),
         Command::Index {
             command:
                 IndexCommand::Create {
@@ -332,12 +295,9 @@ fn main() -> ExitCode {
                     manifests,
                     client: c,
                 },
-        } => {
-            init_client_logging();
-            client::run("index create", &c, |cl| {
-                client::index_create(cl, &reference, &manifests, &c)
-            })
-        }
+        } => client::run("index create", &c, |cl| {
+            client::index_create(cl, &reference, &manifests, &c)
+        }),
         Command::Serve {
             listen,
             data_dir,
@@ -404,12 +364,8 @@ fn layout_verify(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Client commands log warnings and errors only, unless BERTH_LOG says otherwise.
-fn init_client_logging() {
-    init_logging("warn");
-}
-
-fn init_logging(level: &str) {
+/// Set up logging to stderr at `level`, unless BERTH_LOG says otherwise.
+pub(crate) fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()

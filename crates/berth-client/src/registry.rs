@@ -261,18 +261,17 @@ impl Registry {
         }
     }
 
+    /// [`send`](Self::send) without extra headers or a body.
+    async fn call(&self, op: &str, method: Method, url: Url, scope: &Scope) -> Result<Response> {
+        self.send(op, method, url, scope, HeaderMap::new(), None)
+            .await
+    }
+
     /// `GET /v2/`: is the registry there and do our credentials work?
     pub async fn ping(&self) -> Result<()> {
         let op = format!("checking {}", self.host);
         let resp = self
-            .send(
-                &op,
-                Method::GET,
-                self.url("/v2/")?,
-                &Scope::none(),
-                HeaderMap::new(),
-                None,
-            )
+            .call(&op, Method::GET, self.url("/v2/")?, &Scope::none())
             .await?;
         expect_ok(resp, &op, &[StatusCode::OK]).await.map(drop)
     }
@@ -401,14 +400,7 @@ impl Registry {
         let op = format!("deleting {}", at(&self.host, repo, reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let resp = self
-            .send(
-                &op,
-                Method::DELETE,
-                url,
-                &Scope::delete(repo),
-                HeaderMap::new(),
-                None,
-            )
+            .call(&op, Method::DELETE, url, &Scope::delete(repo))
             .await?;
         expect_ok(
             resp,
@@ -424,14 +416,7 @@ impl Registry {
         let op = format!("checking blob {digest} in {}/{repo}", self.host);
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let resp = self
-            .send(
-                &op,
-                Method::HEAD,
-                url,
-                &Scope::pull(repo),
-                HeaderMap::new(),
-                None,
-            )
+            .call(&op, Method::HEAD, url, &Scope::pull(repo))
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -478,9 +463,7 @@ impl Registry {
                 .append_pair("from", from);
             scope = scope.and(Scope::pull(from));
         }
-        let resp = self
-            .send(&op, Method::POST, url, &scope, HeaderMap::new(), None)
-            .await?;
+        let resp = self.call(&op, Method::POST, url, &scope).await?;
         let resp = expect_ok(resp, &op, &[StatusCode::CREATED, StatusCode::ACCEPTED]).await?;
         if resp.status() == StatusCode::CREATED {
             return Ok(UploadStart::Mounted);
@@ -531,14 +514,7 @@ impl Registry {
     pub async fn upload_status(&self, repo: &str, session: &Url) -> Result<(Url, Option<u64>)> {
         let op = format!("checking upload to {}/{repo}", self.host);
         let resp = self
-            .send(
-                &op,
-                Method::GET,
-                session.clone(),
-                &Scope::push(repo),
-                HeaderMap::new(),
-                None,
-            )
+            .call(&op, Method::GET, session.clone(), &Scope::push(repo))
             .await?;
         let resp = expect_ok(
             resp,
@@ -642,9 +618,7 @@ impl Registry {
     ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for _ in 0..10_000 {
-            let resp = self
-                .send(op, Method::GET, url.clone(), scope, HeaderMap::new(), None)
-                .await?;
+            let resp = self.call(op, Method::GET, url.clone(), scope).await?;
             let resp = expect_ok(resp, op, &[StatusCode::OK]).await?;
             let next = header_str(resp.headers(), LINK.as_str())
                 .and_then(next_link)
@@ -684,16 +658,7 @@ impl Registry {
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
-        let resp = self
-            .send(
-                &op,
-                Method::GET,
-                url,
-                &Scope::pull(repo),
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
+        let resp = self.call(&op, Method::GET, url, &Scope::pull(repo)).await?;
         let (body, filtered) = if resp.status() == StatusCode::NOT_FOUND {
             // The tag schema fallback.
             let tag = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
