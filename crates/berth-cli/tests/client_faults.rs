@@ -1264,3 +1264,100 @@ fn basic_auth_with_docker_config_credential_helper() {
         "no upload reached berth serve through the Basic-auth proxy"
     );
 }
+
+/// `berth referrers` against berth serve's referrers API (distribution-spec
+/// "Listing Referrers": `GET /v2/<name>/referrers/<digest>[?artifactType=]`, an
+/// image index whose `manifests` carry each referrer's `artifactType`).
+#[test]
+fn referrers_lists_and_filters_by_artifact_type() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = common::Server::start(data.path());
+    let rt = runtime();
+    let cli = Cli::new();
+    let image = build_image(&mut rng(101), "amd64", &[10 * KIB], "referred");
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("src");
+    write_image_layout(&src, &image, "v1");
+    let host = host_of(&server);
+    let reference = format!("{host}/team/refd:v1");
+    cli.run(&["push", "-q", &oci_tag(&src, "v1"), &reference])
+        .assert_success();
+
+    // Two artifacts whose subject is the image (image-spec manifest.md `subject`,
+    // `artifactType`, the empty config descriptor).
+    let base = server.base_url();
+    let empty = bytes::Bytes::from_static(b"{}");
+    let empty_digest = rt
+        .block_on(common::push_bytes(
+            &common::client(),
+            &base,
+            "team/refd",
+            &empty,
+        ))
+        .expect("push the empty blob");
+    let mut artifacts = Vec::new();
+    for kind in [
+        "application/vnd.example.sbom",
+        "application/vnd.example.sig",
+    ] {
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2}],
+            "subject": {"mediaType": MT_MANIFEST, "digest": image.manifest.digest, "size": image.manifest.size()},
+        });
+        let bytes = serde_json::to_vec(&m).expect("serialise");
+        let digest = digest_of(&bytes);
+        let status = rt.block_on(async {
+            common::client()
+                .put(format!("{base}/v2/team/refd/manifests/{digest}"))
+                .header("content-type", MT_MANIFEST)
+                .body(bytes)
+                .send()
+                .await
+                .expect("PUT artifact")
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 201, "artifact manifest not accepted");
+        artifacts.push((kind, digest));
+    }
+
+    let run = cli.run(&["referrers", &reference]);
+    run.assert_success();
+    for (kind, digest) in &artifacts {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(digest.as_str()) && l.contains(kind)),
+            "referrer {digest} ({kind}) missing: {}",
+            run.describe()
+        );
+    }
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.describe());
+
+    let run = cli.run(&[
+        "referrers",
+        &reference,
+        "--artifact-type",
+        "application/vnd.example.sig",
+        "-o",
+        "json",
+    ]);
+    run.assert_success();
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
+    let list = list.as_array().expect("a JSON array");
+    assert_eq!(list.len(), 1, "{}", run.describe());
+    assert_eq!(list[0]["digest"], artifacts[1].1.as_str());
+    assert_eq!(list[0]["artifactType"], "application/vnd.example.sig");
+
+    // A digest nothing refers to: an empty list, not an error.
+    let run = cli.run(&[
+        "referrers",
+        &format!("{host}/team/refd@{}", image.config.digest),
+    ]);
+    run.assert_success();
+    assert!(run.stdout.trim().is_empty(), "{}", run.describe());
+}
