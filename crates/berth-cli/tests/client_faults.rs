@@ -1361,3 +1361,87 @@ fn referrers_lists_and_filters_by_artifact_type() {
     run.assert_success();
     assert!(run.stdout.trim().is_empty(), "{}", run.describe());
 }
+
+/// Blobs the destination has are skipped after a `HEAD` (distribution-spec
+/// "Checking if content exists in the registry"), and a copy between two
+/// repositories of one registry mounts them ("Mounting a blob from another
+/// repository") instead of moving bytes; the proxy counts that no blob body moved.
+#[test]
+fn copy_skips_existing_blobs_and_mounts_across_repositories() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = common::Server::start(data.path());
+    let rt = runtime();
+    let proxy = start_proxy(
+        &rt,
+        port_of(&server),
+        ProxyHooks {
+            delay: Box::new(|_| None),
+            decide: Box::new(|_: &Head| Decision::Forward),
+        },
+    );
+    let host = proxy.host();
+    let cli = Cli::new();
+    let image = build_image(&mut rng(111), "amd64", &[300 * KIB, 200 * KIB], "mount");
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("src");
+    write_image_layout(&src, &image, "v1");
+    let report = |run: &Run| -> serde_json::Value {
+        run.assert_success();
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.describe()))
+    };
+    let blobs = image.blobs().len() as u64;
+
+    let first = report(&cli.run(&[
+        "push",
+        "-q",
+        "-o",
+        "json",
+        &oci_tag(&src, "v1"),
+        &format!("{host}/a/img:v1"),
+    ]));
+    assert_eq!(first["blobsCopied"], blobs, "{first}");
+    assert_eq!(first["digest"], image.manifest.digest.as_str());
+    let moved_after_push = proxy.stats.forwarded("PATCH")
+        + proxy.stats.forwarded("PUT")
+        + proxy.stats.forwarded("POST");
+
+    let again = report(&cli.run(&[
+        "push",
+        "-q",
+        "-o",
+        "json",
+        &oci_tag(&src, "v1"),
+        &format!("{host}/a/img:v2"),
+    ]));
+    assert_eq!(again["blobsSkipped"], blobs, "{again}");
+    assert_eq!(again["blobsCopied"], 0, "{again}");
+
+    let copied = report(&cli.run(&[
+        "copy",
+        "-q",
+        "-o",
+        "json",
+        &format!("{host}/a/img:v1"),
+        &format!("{host}/b/img:v1"),
+    ]));
+    assert_eq!(copied["blobsMounted"], blobs, "{copied}");
+    assert_eq!(copied["blobsCopied"], 0, "{copied}");
+    let moved = proxy.stats.forwarded("PATCH")
+        + proxy.stats.forwarded("PUT")
+        + proxy.stats.forwarded("POST");
+    // Only manifests went up after the first push.
+    let manifests = 2 * image.manifest.size();
+    assert_eq!(
+        moved - moved_after_push,
+        manifests,
+        "blob bytes moved on a skip or a mount"
+    );
+
+    // The mounted copy is whole: pull it back from the second repository.
+    let back = work.path().join("back");
+    cli.run(&["pull", "-q", &format!("{host}/b/img:v1"), &oci(&back)])
+        .assert_success();
+    for b in image.blobs() {
+        assert_layout_has_blob(&back, b);
+    }
+}
