@@ -53,6 +53,10 @@ pub struct ClientArgs {
     /// First backoff delay in milliseconds; doubles each retry, with full jitter.
     #[arg(long, default_value_t = 250, value_name = "MS")]
     pub retry_base_delay_ms: u64,
+    /// Trust this CA certificate (PEM) for HTTPS, besides the built-in roots
+    /// (repeatable; also BERTH_CA_CERT).
+    #[arg(long, value_name = "FILE", env = "BERTH_CA_CERT")]
+    pub ca_cert: Vec<std::path::PathBuf>,
 }
 
 /// Options of the transfer commands.
@@ -115,6 +119,7 @@ where
             base_delay: Duration::from_millis(args.retry_base_delay_ms),
             ..RetryPolicy::default()
         },
+        ca_certs: args.ca_cert.clone(),
     };
     let client = match Client::new(opts, CredentialStore::from_env()) {
         Ok(c) => c,

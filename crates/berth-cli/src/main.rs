@@ -168,6 +168,17 @@ enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Add a user to an htpasswd file, or change their password (bcrypt; the
+    /// password is read from the first line of stdin). The file is created 0600.
+    Passwd {
+        /// The htpasswd file.
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// Hash with argon2id instead of bcrypt.
+        #[arg(long)]
+        argon2: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -221,6 +232,7 @@ fn main() -> ExitCode {
         Command::Layout {
             command: LayoutCommand::Verify { dir },
         } => layout_verify(&dir),
+        Command::Passwd { file, user, argon2 } => passwd(&file, &user, argon2),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -332,6 +344,38 @@ fn main() -> ExitCode {
     }
 }
 
+fn passwd(file: &std::path::Path, user: &str, argon2: bool) -> ExitCode {
+    use berth_auth::htpasswd::{HashAlgorithm, hash_password, set_user};
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("berth passwd: reading the password from stdin: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!(
+            "berth passwd: give the password on stdin (echo \"$PASSWORD\" | berth passwd FILE USER)"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let alg = if argon2 {
+        HashAlgorithm::Argon2id
+    } else {
+        HashAlgorithm::Bcrypt
+    };
+    let result = hash_password(password, alg).and_then(|h| set_user(file, user, &h));
+    match result {
+        Ok(()) => {
+            println!("{}: password set for {user}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth passwd: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 fn layout_verify(dir: &std::path::Path) -> ExitCode {
     let report = berth_oci::layout::Layout::open(dir).and_then(|l| l.verify());
     match report {
@@ -381,10 +425,11 @@ fn run_serve(cfg: &Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let data_dir = cfg.storage.data_dir.display().to_string();
+    let scheme = if cfg.tls.enabled() { "https" } else { "http" };
     rt.block_on(berth_server::serve(
         cfg,
         |addr| {
-            println!("berth listening on http://{addr} (data in {data_dir})");
+            println!("berth listening on {scheme}://{addr} (data in {data_dir})");
             tracing::info!(%addr, "ready");
         },
         berth_server::shutdown_signal(),

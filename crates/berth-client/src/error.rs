@@ -41,6 +41,14 @@ pub enum ClientError {
         /// More detail (token server answer, missing credentials).
         detail: String,
     },
+    /// The registry knows who we are and refuses the operation.
+    #[error("{op}: access denied (403 DENIED){detail}")]
+    Denied {
+        /// What was being done.
+        op: String,
+        /// The registry's message.
+        detail: String,
+    },
     /// Content did not hash to the digest that names it.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {

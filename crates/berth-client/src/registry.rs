@@ -35,6 +35,8 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// Retry policy for idempotent requests.
     pub retry: RetryPolicy,
+    /// Extra CA certificates (PEM files) trusted for HTTPS, beside the built-in roots.
+    pub ca_certs: Vec<std::path::PathBuf>,
 }
 
 /// The entry point: an HTTP connection pool, credentials and per-host state.
@@ -48,7 +50,28 @@ pub struct Client {
 impl Client {
     /// A client reading credentials from `store`.
     pub fn new(opts: ClientOptions, store: CredentialStore) -> Result<Client> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for path in &opts.ca_certs {
+            let pem = std::fs::read(path).map_err(|e| ClientError::Io {
+                op: format!("reading CA certificate {}", path.display()),
+                source: e,
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::Http {
+                    op: format!("CA certificate {}", path.display()),
+                    source: e,
+                })?;
+            if certs.is_empty() {
+                return Err(ClientError::Protocol(format!(
+                    "{}: no PEM certificate in the file",
+                    path.display()
+                )));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(30))
@@ -783,12 +806,21 @@ pub(crate) async fn expect_ok(resp: Response, op: &str, ok: &[StatusCode]) -> Re
                 .map(|c| format!(" ({c})"))
                 .unwrap_or_default()
         )),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized {
+        StatusCode::UNAUTHORIZED => ClientError::Unauthorized {
             op: op.to_owned(),
-            detail: format!(
-                ": {status}{}",
-                code.map(|c| format!(" {c}")).unwrap_or_default()
-            ),
+            detail: if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            },
+        },
+        StatusCode::FORBIDDEN => ClientError::Denied {
+            op: op.to_owned(),
+            detail: if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            },
         },
         _ => ClientError::Registry {
             op: op.to_owned(),

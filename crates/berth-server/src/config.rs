@@ -19,6 +19,11 @@ use serde::Deserialize;
 enum Kind {
     Str,
     Int,
+    Bool,
+    Float,
+    StrList,
+    /// A nested table or array of tables, checked when the typed config is built.
+    Nested,
 }
 
 /// Every section and key berth understands, with its type. Kept beside the structs
@@ -31,6 +36,44 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
     ("storage", &[("data_dir", Kind::Str)]),
     ("limits", &[("max_manifest_bytes", Kind::Int)]),
     ("log", &[("level", Kind::Str)]),
+    (
+        "tls",
+        &[
+            ("cert", Kind::Str),
+            ("key", Kind::Str),
+            ("client_ca", Kind::Str),
+            ("reload_interval_secs", Kind::Int),
+        ],
+    ),
+    (
+        "auth",
+        &[
+            ("mode", Kind::Str),
+            ("allow_anonymous_on_network", Kind::Bool),
+            ("htpasswd", Kind::Str),
+            ("realm", Kind::Str),
+            ("service", Kind::Str),
+            ("issuer", Kind::Str),
+            ("token_key", Kind::Str),
+            ("token_ttl_secs", Kind::Int),
+            ("refresh_ttl_secs", Kind::Int),
+            ("admins", Kind::StrList),
+            ("groups", Kind::Nested),
+            ("rules", Kind::Nested),
+            ("trusted_issuers", Kind::Nested),
+        ],
+    ),
+    (
+        "rate_limit",
+        &[
+            ("per_address_per_second", Kind::Float),
+            ("per_address_burst", Kind::Int),
+            ("per_user_per_second", Kind::Float),
+            ("per_user_burst", Kind::Int),
+            ("failed_logins_per_minute", Kind::Int),
+        ],
+    ),
+    ("audit", &[("file", Kind::Str)]),
 ];
 
 /// The whole configuration.
@@ -45,6 +88,183 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[tls]`: HTTPS (off unless `cert` and `key` are set).
+    pub tls: TlsConfig,
+    /// `[auth]`: who may do what.
+    pub auth: AuthConfig,
+    /// `[rate_limit]`: requests per client address and per user.
+    pub rate_limit: RateLimitConfig,
+    /// `[audit]`: where audit events go.
+    pub audit: AuditConfig,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain. TLS is on when this and `key` are set.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (must not be readable by group or others).
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle: when set, clients may present a certificate signed by it, and
+    /// its subject common name is the user (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate files are checked for changes. Default 5.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            client_ca: None,
+            reload_interval_secs: 5,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether TLS is configured.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
+}
+
+/// How callers authenticate.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Everyone may do everything (loopback only, unless allowed explicitly).
+    #[default]
+    None,
+    /// HTTP Basic against an htpasswd file.
+    Htpasswd,
+    /// Bearer tokens from berth's token service (`/token`) or trusted issuers.
+    Token,
+}
+
+/// An external token issuer whose JWTs are accepted.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// A JWKS file with the issuer's public keys…
+    #[serde(default)]
+    pub jwks: Option<PathBuf>,
+    /// …or PEM public key files.
+    #[serde(default)]
+    pub public_keys: Vec<PathBuf>,
+    /// Allowed signature algorithms. Default `["ES256"]`.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["ES256".to_owned()]
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `none` (default), `htpasswd` or `token`.
+    pub mode: AuthMode,
+    /// Allow `mode = "none"` on a non-loopback address.
+    pub allow_anonymous_on_network: bool,
+    /// htpasswd file (bcrypt or argon2 hashes): checked by Basic auth and by the
+    /// token service.
+    pub htpasswd: Option<PathBuf>,
+    /// Token realm URL sent in challenges. Default: this server's `/token`.
+    pub realm: Option<String>,
+    /// Token `service` / audience. Default `berth`.
+    pub service: String,
+    /// Token issuer (`iss`). Default `berth`.
+    pub issuer: String,
+    /// ES256 signing key (PEM); generated if missing. Default `<data_dir>/token-key.pem`.
+    pub token_key: Option<PathBuf>,
+    /// Access token lifetime. Default 300.
+    pub token_ttl_secs: u64,
+    /// Refresh token lifetime. Default 30 days.
+    pub refresh_ttl_secs: u64,
+    /// Users allowed everything.
+    pub admins: Vec<String>,
+    /// Groups: name → users.
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Authorization rules (`[[auth.rules]]`), most specific repository pattern wins.
+    pub rules: Vec<berth_auth::policy::RuleConfig>,
+    /// External issuers whose tokens are accepted (`[[auth.trusted_issuers]]`).
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            allow_anonymous_on_network: false,
+            htpasswd: None,
+            realm: None,
+            service: "berth".into(),
+            issuer: "berth".into(),
+            token_key: None,
+            token_ttl_secs: 300,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            admins: Vec::new(),
+            groups: Default::default(),
+            rules: Vec::new(),
+            trusted_issuers: Vec::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The policy these settings describe.
+    pub fn policy_config(&self) -> berth_auth::policy::PolicyConfig {
+        berth_auth::policy::PolicyConfig {
+            admins: self.admins.clone(),
+            groups: self.groups.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+/// `[rate_limit]`: token buckets; a rate of 0 turns that limit off.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second per client address. Default 0 (off).
+    pub per_address_per_second: f64,
+    /// Burst per client address. Default 200.
+    pub per_address_burst: u64,
+    /// Requests per second per authenticated user. Default 0 (off).
+    pub per_user_per_second: f64,
+    /// Burst per user. Default 200.
+    pub per_user_burst: u64,
+    /// Failed logins per minute per client address. Default 10.
+    pub failed_logins_per_minute: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_address_per_second: 0.0,
+            per_address_burst: 200,
+            per_user_per_second: 0.0,
+            per_user_burst: 200,
+            failed_logins_per_minute: 10,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// File the JSON audit lines are appended to. Default: standard error.
+    pub file: Option<PathBuf>,
 }
 
 /// `[server]`.
@@ -203,6 +423,7 @@ impl Config {
                 "{origin}: limits.max_manifest_bytes must be at least 1024 (spec: clients expect 4 MiB)"
             ));
         }
+        self.validate_access(origin, &mut problems);
         if tracing_filter_ok(&self.log.level).is_err() {
             problems.push(format!(
                 "{origin}: log.level {:?} is not a valid log filter",
@@ -213,6 +434,60 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError { problems })
+        }
+    }
+
+    fn validate_access(&self, origin: &str, problems: &mut Vec<String>) {
+        // An unparseable address is reported on its own.
+        let on_network = self
+            .server
+            .listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback());
+        match self.auth.mode {
+            AuthMode::None if on_network && !self.auth.allow_anonymous_on_network => {
+                problems.push(format!(
+                    "{origin}: auth.mode is \"none\" but server.listen {:?} is not a loopback address; \
+                     configure [auth] or set auth.allow_anonymous_on_network = true",
+                    self.server.listen
+                ));
+            }
+            AuthMode::Htpasswd | AuthMode::Token
+                if self.auth.htpasswd.is_none() && self.auth.trusted_issuers.is_empty() =>
+            {
+                problems.push(format!(
+                    "{origin}: auth.mode = {:?} needs auth.htpasswd (or, for tokens, auth.trusted_issuers)",
+                    self.auth.mode
+                ));
+            }
+            _ => {}
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            problems.push(format!(
+                "{origin}: tls.cert and tls.key must be set together"
+            ));
+        }
+        if self.tls.client_ca.is_some() {
+            problems.push(format!(
+                "{origin}: tls.client_ca: client certificates (mTLS) are not supported yet"
+            ));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            problems.push(format!("{origin}: auth.token_ttl_secs must be at least 1"));
+        }
+        for (k, v) in [
+            (
+                "per_address_per_second",
+                self.rate_limit.per_address_per_second,
+            ),
+            ("per_user_per_second", self.rate_limit.per_user_per_second),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                problems.push(format!("{origin}: rate_limit.{k} must be a number >= 0"));
+            }
+        }
+        if let Err(e) = berth_auth::policy::Policy::new(&self.auth.policy_config()) {
+            problems.push(format!("{origin}: auth: {e}"));
         }
     }
 
@@ -276,6 +551,26 @@ fn check_schema(table: &toml::Table, origin: &str, problems: &mut Vec<String>) {
                     "{origin}: {section}.{key} must be a string, not {}",
                     kind_of(v)
                 )),
+                Some((_, Kind::Bool)) if !v.is_bool() => problems.push(format!(
+                    "{origin}: {section}.{key} must be true or false, not {}",
+                    kind_of(v)
+                )),
+                Some((_, Kind::Float)) if !(v.is_float() || v.is_integer()) => {
+                    problems.push(format!(
+                        "{origin}: {section}.{key} must be a number, not {}",
+                        kind_of(v)
+                    ))
+                }
+                Some((_, Kind::StrList))
+                    if !v
+                        .as_array()
+                        .is_some_and(|a| a.iter().all(toml::Value::is_str)) =>
+                {
+                    problems.push(format!(
+                        "{origin}: {section}.{key} must be a list of strings, not {}",
+                        kind_of(v)
+                    ))
+                }
                 Some((_, Kind::Int)) if v.as_integer().is_none_or(|i| i < 0) => {
                     problems.push(format!(
                         "{origin}: {section}.{key} must be a non-negative integer, not {}",
@@ -329,6 +624,34 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
                     continue;
                 }
             },
+            Kind::Bool => match raw.trim() {
+                "true" | "1" => toml::Value::Boolean(true),
+                "false" | "0" => toml::Value::Boolean(false),
+                _ => {
+                    problems.push(format!("environment: {var}={raw:?} must be true or false"));
+                    continue;
+                }
+            },
+            Kind::Float => match raw.trim().parse::<f64>() {
+                Ok(f) => toml::Value::Float(f),
+                Err(_) => {
+                    problems.push(format!("environment: {var}={raw:?} must be a number"));
+                    continue;
+                }
+            },
+            Kind::StrList => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            Kind::Nested => {
+                problems.push(format!(
+                    "environment: {var}: {section}.{key} can only be set in the configuration file"
+                ));
+                continue;
+            }
         };
         let entry = table
             .entry(section.to_string())
@@ -366,6 +689,8 @@ mod tests {
             max_manifest_bytes = 8388608
             [log]
             level = "debug"
+            [auth]
+            allow_anonymous_on_network = true
             "#,
         )
         .unwrap();
@@ -403,6 +728,39 @@ mod tests {
         let err = parse("[server]\nlisten = \"nowhere\"\nshutdown_timeout_secs = 0\n[limits]\nmax_manifest_bytes = 10").unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
         assert!(err.to_string().contains("server.listen \"nowhere\""));
+    }
+
+    #[test]
+    fn access_settings_are_checked() {
+        // Issue 4: no auth only on loopback unless allowed explicitly.
+        let err = parse("[server]\nlisten = \"0.0.0.0:5000\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("auth.allow_anonymous_on_network"),
+            "{err}"
+        );
+        assert!(parse("[server]\nlisten = \"[::1]:5000\"\n").is_ok());
+        let err = parse("[auth]\nmode = \"htpasswd\"\n[tls]\ncert = \"c.pem\"\n").unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("needs auth.htpasswd"), "{all}");
+        assert!(
+            all.contains("tls.cert and tls.key must be set together"),
+            "{all}"
+        );
+        let err = parse("[auth]\nmode = \"magic\"\n").unwrap_err();
+        assert!(err.to_string().contains("magic"), "{err}");
+        let err = parse(
+            "[auth]\nmode = \"token\"\nhtpasswd = \"h\"\nrules = [{ repositories = [\"a/**\"], groups = [\"nope\"], actions = [\"pull\"] }]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = parse("[auth]\nallow_anonymous_on_network = \"yes\"\n[rate_limit]\nper_address_per_second = \"fast\"\n").unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        let ok = parse(
+            "[auth]\nmode = \"token\"\nhtpasswd = \"h\"\nadmins = [\"root\"]\n[auth.groups]\ndevs = [\"a\"]\n[[auth.rules]]\nrepositories = [\"team/**\"]\ngroups = [\"devs\"]\nactions = [\"pull\", \"push\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.auth.mode, AuthMode::Token);
+        assert_eq!(ok.auth.rules.len(), 1);
     }
 
     #[test]
@@ -475,8 +833,14 @@ mod tests {
         for (section, keys) in SCHEMA {
             for (key, kind) in *keys {
                 let value = match kind {
+                    Kind::Str if *section == "auth" && *key == "mode" => "\"token\"".to_owned(),
                     Kind::Str => "\"127.0.0.1:1\"".to_owned(),
                     Kind::Int => "4096".to_owned(),
+                    Kind::Bool => "true".to_owned(),
+                    Kind::Float => "2.5".to_owned(),
+                    Kind::StrList => "[\"a\"]".to_owned(),
+                    Kind::Nested if *key == "groups" => "{ devs = [\"a\"] }".to_owned(),
+                    Kind::Nested => "[]".to_owned(),
                 };
                 let text = format!("[{section}]\n{key} = {value}\n");
                 let res: Result<Config, _> = toml::from_str(&text);

@@ -6,10 +6,13 @@
 //! [`error`]. [`config`] loads and validates `berth serve`'s configuration, and
 //! [`serve`] runs the listener with graceful shutdown.
 
+pub mod access;
+pub mod audit;
 pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod handlers;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,16 +25,60 @@ use axum::response::Response;
 use axum::serve::ListenerExt;
 use berth_registry::{Limits, Registry};
 
+pub use access::Access;
 pub use config::{Config, ConfigError};
 pub use endpoint::Endpoint;
 use handlers::AppState;
 
-/// Build the application router around an open registry.
+/// Build the application router around an open registry, with no access control.
 pub fn router(registry: Arc<Registry>) -> Router {
+    let access = Access::from_config(&Config::default())
+        .map(Arc::new)
+        .unwrap_or_else(|e| panic!("default access control: {e}"));
+    router_with_access(registry, access)
+}
+
+/// Build the application router with access control (and the token service at
+/// `/token` when it is configured).
+pub fn router_with_access(registry: Arc<Registry>, access: Arc<Access>) -> Router {
     Router::new()
+        .route("/token", axum::routing::get(token).post(token))
         .fallback(handlers::dispatch)
-        .with_state(AppState { registry })
+        .with_state(AppState { registry, access })
         .layer(axum::middleware::map_response(api_version_header))
+}
+
+/// `GET`/`POST /token`.
+async fn token(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let method = req.method().as_str().to_owned();
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let headers = req.headers().clone();
+    let form: Vec<(String, String)> = if method == "POST" {
+        match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+            Ok(b) => serde_urlencoded::from_bytes(&b).unwrap_or_default(),
+            Err(_) => {
+                return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "form too large")
+                    .into_response();
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    state
+        .access
+        .token_endpoint(&method, &headers, &query, &form, addr)
 }
 
 async fn api_version_header(mut resp: Response) -> Response {
@@ -56,6 +103,12 @@ pub enum ServeError {
         /// Why.
         source: berth_registry::RegistryError,
     },
+    /// Access control could not be set up (htpasswd, keys, policy).
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The listener could not be bound or failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -89,6 +142,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let addr = config.listen_addr()?;
     let registry = Arc::new(open_registry(config).await?);
+    let access = Arc::new(Access::from_config(config)?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Listen { addr, source })?;
@@ -96,18 +150,32 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(registry);
-    // No Nagle: small responses (manifests, small blobs) must not wait for the
-    // client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let app = router_with_access(registry, access);
+    let stop = async move {
         shutdown.await;
         let _ = tx.send(());
-    });
+    };
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        if config.tls.enabled() {
+            let state = tls::TlsState::new(&config.tls)?;
+            Box::pin(tls::serve(listener, app, state, stop))
+        } else {
+            // No Nagle: small responses (manifests, small blobs) must not wait for
+            // the client's delayed ACK.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            Box::pin(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
+            })
+        };
     on_ready(bound);
     let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
     let deadline = async move {

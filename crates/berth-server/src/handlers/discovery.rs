@@ -92,13 +92,30 @@ pub(crate) async fn tags(
     ))
 }
 
-pub(crate) async fn catalog(registry: &Registry, req: Request) -> Result<Response, ApiError> {
+/// The catalog, showing only repositories `visible` accepts (those the caller may
+/// pull); pagination counts visible names only.
+pub(crate) async fn catalog(
+    registry: &Registry,
+    req: Request,
+    visible: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> Result<Response, ApiError> {
     let Page { n, last } = page(&req)?;
     if n == 0 {
         return Ok(json_page(serde_json::json!({ "repositories": [] }), None));
     }
-    let items = registry.catalog(n + 1, last).await?;
-    let (repos, next) = split_page(items, n);
+    let want = n as usize + 1;
+    let mut shown = Vec::new();
+    let mut cursor = last;
+    loop {
+        let batch = registry.catalog(MAX_PAGE, cursor.clone()).await?;
+        let full = batch.len() == MAX_PAGE as usize;
+        cursor = batch.last().cloned();
+        shown.extend(batch.into_iter().filter(|r| visible(r)));
+        if shown.len() >= want || !full {
+            break;
+        }
+    }
+    let (repos, next) = split_page(shown, n);
     Ok(json_page(
         serde_json::json!({ "repositories": repos }),
         next.map(|l| ("/v2/_catalog".to_owned(), n, l)),

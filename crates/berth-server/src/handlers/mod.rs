@@ -15,14 +15,94 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::ErrorCode;
 use berth_registry::Registry;
 
+use crate::access::{Access, Caller, ClientCertUser, Need};
+use crate::audit::Event as AuditEvent;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use axum::extract::ConnectInfo;
+use berth_auth::policy::Action;
+use berth_oci::Reference;
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The registry.
     pub registry: Arc<Registry>,
+    /// Access control.
+    pub access: Arc<Access>,
+}
+
+/// What an endpoint needs the caller to be allowed.
+fn need_of<'a>(endpoint: &'a Endpoint, method: &Method) -> Need<'a> {
+    match endpoint {
+        Endpoint::Base => Need::Base,
+        Endpoint::Catalog => Need::Catalog,
+        Endpoint::Tags(n) | Endpoint::Referrers(n, _) => Need::Repo(n.as_str(), Action::Pull),
+        Endpoint::Manifest(n, _) | Endpoint::Blob(n, _) => match *method {
+            Method::PUT => Need::Repo(n.as_str(), Action::Push),
+            Method::DELETE => Need::Repo(n.as_str(), Action::Delete),
+            _ => Need::Repo(n.as_str(), Action::Pull),
+        },
+        Endpoint::UploadStart(n) | Endpoint::Upload(n, _) => Need::Repo(n.as_str(), Action::Push),
+    }
+}
+
+/// Drop `mount`/`from` from an upload start the caller may not mount from: the
+/// registry then starts a normal upload (202) and reveals nothing about `from`.
+fn strip_forbidden_mount(req: &mut Request, access: &Access, caller: &Caller) {
+    let pairs = query_pairs(req.uri().query());
+    let Some(from) = query_get(&pairs, "from") else {
+        return;
+    };
+    if access.permits(caller, from, Action::Pull) {
+        return;
+    }
+    let kept: Vec<&(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k != "mount" && k != "from")
+        .collect();
+    let q = serde_urlencoded::to_string(kept).unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let uri = if q.is_empty() {
+        path
+    } else {
+        format!("{path}?{q}")
+    };
+    if let Ok(u) = uri.parse() {
+        *req.uri_mut() = u;
+    }
+}
+
+/// Audit what changed: pushes, tag changes and deletes that succeeded.
+fn audit_change(
+    access: &Access,
+    caller: &Caller,
+    endpoint: &Endpoint,
+    method: &Method,
+    status: StatusCode,
+) {
+    if !status.is_success() {
+        return;
+    }
+    let (kind, repo, reference) = match (endpoint, method) {
+        (Endpoint::Manifest(n, Reference::Tag(t)), &Method::PUT) => ("tag", n, t.to_string()),
+        (Endpoint::Manifest(n, r), &Method::PUT) => ("push", n, r.to_string()),
+        (Endpoint::Upload(n, _), &Method::PUT) if status == StatusCode::CREATED => {
+            ("push", n, String::new())
+        }
+        (Endpoint::Manifest(n, r), &Method::DELETE) => ("delete", n, r.to_string()),
+        (Endpoint::Blob(n, d), &Method::DELETE) => ("delete", n, d.to_string()),
+        _ => return,
+    };
+    access.audit.record(AuditEvent {
+        kind,
+        user: caller.user.as_deref(),
+        addr: caller.addr,
+        method: method.as_str(),
+        repository: Some(repo.as_str()),
+        reference: (!reference.is_empty()).then_some(reference.as_str()),
+        status: status.as_u16(),
+    });
 }
 
 /// Header names the spec and Docker clients use.
@@ -66,7 +146,7 @@ fn unsupported(method: &Method) -> ApiError {
 }
 
 /// Route one request.
-pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
+pub async fn dispatch(State(state): State<AppState>, mut req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let endpoint = match Endpoint::parse(&method, &path) {
@@ -78,6 +158,33 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         Some(Err(e)) => return e.into_response(),
         Some(Ok(e)) => e,
     };
+    let access = &state.access;
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let cert_user = req
+        .extensions()
+        .get::<ClientCertUser>()
+        .map(|c| c.0.clone());
+    let need = need_of(&endpoint, &method);
+    let caller = match access.authenticate(
+        req.headers(),
+        method.as_str(),
+        addr,
+        cert_user.as_deref(),
+        need,
+    ) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = access.authorize(&caller, need, req.headers(), method.as_str()) {
+        return resp;
+    }
+    if matches!(endpoint, Endpoint::UploadStart(_)) && !access.is_open() {
+        strip_forbidden_mount(&mut req, access, &caller);
+    }
+    let visible = |name: &str| access.policy_permits(&caller, name, Action::Pull);
     let r = &state.registry;
     let result: Result<Response, ApiError> = match (&endpoint, &method) {
         (Endpoint::Base, &Method::GET | &Method::HEAD) => Ok((
@@ -86,7 +193,7 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
             "{}",
         )
             .into_response()),
-        (Endpoint::Catalog, &Method::GET) => discovery::catalog(r, req).await,
+        (Endpoint::Catalog, &Method::GET) => discovery::catalog(r, req, &visible).await,
         (Endpoint::Tags(name), &Method::GET) => discovery::tags(r, name, req).await,
         (Endpoint::Referrers(name, d), &Method::GET) => discovery::referrers(r, name, d, req).await,
         (Endpoint::Manifest(name, re), &Method::GET) => manifests::get(r, name, re, true).await,
@@ -108,6 +215,9 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         _ => Err(unsupported(&method)),
     };
     let resp = result.unwrap_or_else(IntoResponse::into_response);
+    if !access.is_open() {
+        audit_change(access, &caller, &endpoint, &method, resp.status());
+    }
     tracing::debug!(op = endpoint.operation(), %method, %path, status = resp.status().as_u16(), "request");
     resp
 }
