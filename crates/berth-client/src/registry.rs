@@ -119,7 +119,10 @@ impl Client {
                 Arc::new(Registry {
                     http: self.http.clone(),
                     host: host.to_owned(),
-                    base,
+                    base: std::sync::RwLock::new(base),
+                    // Loopback registries may speak HTTPS (a local registry with a
+                    // test CA): try it when plain HTTP fails at the transport level.
+                    may_upgrade: plain,
                     auth: HostAuth::new(host, self.store.clone()),
                     retry: self.opts.retry,
                 })
@@ -164,7 +167,8 @@ pub enum UploadStart {
 pub struct Registry {
     http: reqwest::Client,
     host: String,
-    base: Url,
+    base: std::sync::RwLock<Url>,
+    may_upgrade: bool,
     auth: HostAuth,
     retry: RetryPolicy,
 }
@@ -185,6 +189,8 @@ impl Registry {
 
     fn url(&self, path: &str) -> Result<Url> {
         self.base
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .join(path)
             .map_err(|e| ClientError::Protocol(format!("bad URL path {path:?}: {e}")))
     }
@@ -264,8 +270,45 @@ impl Registry {
         body: Body,
     ) -> Result<Response> {
         let mut attempt = 0;
+        let mut url = url;
         loop {
-            let outcome = self.send_once(&method, &url, scope, &headers, &body).await;
+            let mut outcome = self.send_once(&method, &url, scope, &headers, &body).await;
+            if let Err(SendError::Transport(e)) = &outcome
+                && attempt == 0
+                && self.may_upgrade
+                && url.scheme() == "http"
+                && !e.is_timeout()
+            {
+                // A plain-HTTP request to a TLS listener fails at once; if HTTPS
+                // answers, use it for this host from now on.
+                let plain_error = error_chain(e);
+                let mut tls_url = url.clone();
+                if tls_url.set_scheme("https").is_ok() {
+                    match self
+                        .send_once(&method, &tls_url, scope, &headers, &body)
+                        .await
+                    {
+                        Ok(resp) => {
+                            tracing::debug!(host = %self.host, "plain HTTP failed, HTTPS answered; using HTTPS");
+                            let mut base = self
+                                .base
+                                .write()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let _ = base.set_scheme("https");
+                            drop(base);
+                            url = tls_url;
+                            outcome = Ok(resp);
+                        }
+                        // The listener speaks TLS but the handshake failed (say, an
+                        // untrusted certificate): that is the error to report.
+                        Err(tls_err) if plain_error.contains("invalid HTTP version") => {
+                            url = tls_url;
+                            outcome = Err(tls_err);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
             let wait = match &outcome {
                 Err(SendError::Transport(e)) if is_retryable_error(e) => {
                     self.retry.delay(attempt, None)
@@ -736,6 +779,18 @@ fn at(host: &str, repo: &str, reference: &Reference) -> String {
         Reference::Tag(t) => format!("{host}/{repo}:{t}"),
         Reference::Digest(d) => format!("{host}/{repo}@{d}"),
     }
+}
+
+/// An error and its sources as one string.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

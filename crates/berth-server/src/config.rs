@@ -467,9 +467,9 @@ impl Config {
                 "{origin}: tls.cert and tls.key must be set together"
             ));
         }
-        if self.tls.client_ca.is_some() {
+        if self.tls.client_ca.is_some() && !self.tls.enabled() {
             problems.push(format!(
-                "{origin}: tls.client_ca: client certificates (mTLS) are not supported yet"
+                "{origin}: tls.client_ca needs tls.cert and tls.key"
             ));
         }
         if self.auth.token_ttl_secs == 0 {

@@ -1,8 +1,11 @@
 //! HTTPS for `berth serve`: rustls with the certificate chain and key from PEM
 //! files, re-read when either file changes (checked every
 //! `tls.reload_interval_secs`; a broken new pair is logged and the old one kept),
-//! and a hand-rolled accept loop (tokio-rustls + hyper-util) so each request
-//! carries its peer address, with graceful shutdown like the plain listener.
+//! optional client certificates (`tls.client_ca`: a certificate signed by that CA
+//! is verified during the handshake and its subject common name becomes the user;
+//! clients without one may still use passwords or tokens), and a hand-rolled
+//! accept loop (tokio-rustls + hyper-util) so each request carries its peer
+//! address and certificate user, with graceful shutdown like the plain listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +23,15 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower::ServiceExt as _;
 
+use crate::access::ClientCertUser;
 use crate::config::TlsConfig;
+
+/// The subject common name of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    (!cn.is_empty()).then(|| cn.to_owned())
+}
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +64,9 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
     }
 }
 
-/// Build a rustls server configuration from the certificate and key files.
-pub fn load(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+/// Build a rustls server configuration from the certificate and key files, and
+/// the client CA bundle when client certificates are accepted.
+pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -78,10 +90,32 @@ pub fn load(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, e))? {
+                roots
+                    .add(c.map_err(|e| file_err(ca, e))?)
+                    .map_err(|e| file_err(ca, e))?;
+            }
+            if roots.is_empty() {
+                return Err(file_err(ca, "no CA certificate in the file"));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -92,6 +126,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
 pub struct TlsState {
     cert: PathBuf,
     key: PathBuf,
+    client_ca: Option<PathBuf>,
     interval: Duration,
     current: RwLock<Arc<ServerConfig>>,
 }
@@ -109,10 +144,11 @@ impl TlsState {
         let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) else {
             return Err(TlsError::Rustls("tls.cert and tls.key are required".into()));
         };
-        let sc = load(cert, key)?;
+        let sc = load(cert, key, cfg.client_ca.as_deref())?;
         Ok(Arc::new(TlsState {
             cert: cert.clone(),
             key: key.clone(),
+            client_ca: cfg.client_ca.clone(),
             interval: Duration::from_secs(cfg.reload_interval_secs.max(1)),
             current: RwLock::new(Arc::new(sc)),
         }))
@@ -127,15 +163,22 @@ impl TlsState {
 
     /// Watch the files; reload when they change. Runs until the task is dropped.
     async fn watch(self: Arc<Self>) {
-        let mut seen = mtimes(&[&self.cert, &self.key]);
+        let files = || {
+            let mut f: Vec<&Path> = vec![&self.cert, &self.key];
+            if let Some(ca) = &self.client_ca {
+                f.push(ca);
+            }
+            mtimes(&f)
+        };
+        let mut seen = files();
         loop {
             tokio::time::sleep(self.interval).await;
-            let now = mtimes(&[&self.cert, &self.key]);
+            let now = files();
             if now == seen {
                 continue;
             }
             seen = now;
-            match load(&self.cert, &self.key) {
+            match load(&self.cert, &self.key, self.client_ca.as_deref()) {
                 Ok(sc) => {
                     *self
                         .current
@@ -189,9 +232,19 @@ pub async fn serve(
                     }
                     Err(_) => return,
                 };
+            // The handshake verified the chain; the subject CN names the user.
+            let cert_user = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| common_name(c.as_ref()));
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    if let Some(u) = &cert_user {
+                        req.extensions_mut().insert(ClientCertUser(u.clone()));
+                    }
                     app.clone().oneshot(req.map(axum::body::Body::new))
                 },
             );
