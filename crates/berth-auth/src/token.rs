@@ -31,8 +31,12 @@ pub use keys::TrustedKey;
 pub use scope::{Access, parse_scope, parse_scopes};
 pub use verifier::{DEFAULT_ALGORITHMS, TokenVerifier, TrustedIssuer, parse_algorithms};
 
-/// Clock skew tolerated when checking `exp` and `nbf`, in seconds.
+/// Clock skew tolerated when checking `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
+/// Clock skew tolerated when checking `exp`: none. An expired token is refused the
+/// second after its `exp` (RFC 7519 §4.1.4), so a short lifetime means what it says;
+/// issuers whose clocks drift should issue tokens that live a little longer.
+pub const EXPIRY_LEEWAY_SECS: u64 = 0;
 
 /// The claim set of an access token (`auth-jwt.md`).
 ///

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::challenge::Challenge;
 use crate::credentials::{Credential, CredentialError, CredentialStore};
 use crate::error::{ClientError, Result};
+use crate::retry::{RetryPolicy, is_retryable_error, is_retryable_status, retry_after};
 
 /// Tokens are renewed this long before they expire.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
@@ -80,6 +81,7 @@ pub(crate) struct HostAuth {
     credential: tokio::sync::OnceCell<Option<Credential>>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
+    retry: RetryPolicy,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,13 +89,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HostAuth {
-    pub(crate) fn new(host: &str, store: Arc<CredentialStore>) -> HostAuth {
+    pub(crate) fn new(host: &str, store: Arc<CredentialStore>, retry: RetryPolicy) -> HostAuth {
         HostAuth {
             host: host.to_owned(),
             store,
             credential: tokio::sync::OnceCell::new(),
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            retry,
         }
     }
 
@@ -228,7 +231,27 @@ impl HostAuth {
                 .basic_auth(&c.username, Some(&c.secret)),
             None => http.get(realm).query(&query),
         };
-        let resp = req.send().await.map_err(|e| ClientError::Http {
+        // Token servers rate-limit and fail like registries: same retry policy.
+        let mut attempt = 0;
+        let resp = loop {
+            let outcome = match req.try_clone() {
+                Some(r) => r.send().await,
+                None => break req.send().await,
+            };
+            let wait = match &outcome {
+                Ok(r) if is_retryable_status(r.status()) => {
+                    self.retry.delay(attempt, retry_after(r.headers()))
+                }
+                Err(e) if is_retryable_error(e) => self.retry.delay(attempt, None),
+                _ => break outcome,
+            };
+            if attempt >= self.retry.retries {
+                break outcome;
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+        .map_err(|e| ClientError::Http {
             op: op.clone(),
             source: e,
         })?;

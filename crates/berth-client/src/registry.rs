@@ -123,7 +123,7 @@ impl Client {
                     // Loopback registries may speak HTTPS (a local registry with a
                     // test CA): try it when plain HTTP fails at the transport level.
                     may_upgrade: plain,
-                    auth: HostAuth::new(host, self.store.clone()),
+                    auth: HostAuth::new(host, self.store.clone(), self.opts.retry),
                     retry: self.opts.retry,
                 })
             })

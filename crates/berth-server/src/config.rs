@@ -76,6 +76,10 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
     ("audit", &[("file", Kind::Str)]),
 ];
 
+/// Environment variables of berth's client commands whose names look like
+/// `BERTH_<SECTION>_<KEY>` overrides but are not.
+const CLIENT_VARIABLES: &[&str] = &["BERTH_AUTH_FILE"];
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -592,6 +596,10 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
         let Some(rest) = var.strip_prefix("BERTH_") else {
             continue;
         };
+        // Variables of the client commands, not configuration keys.
+        if CLIENT_VARIABLES.contains(&var.as_str()) {
+            continue;
+        }
         let rest = rest.to_ascii_lowercase();
         // Only variables naming a known section are overrides; others (such as
         // BERTH_PASSWORD) belong to other commands.

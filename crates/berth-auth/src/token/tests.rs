@@ -196,16 +196,20 @@ fn expired_token_is_rejected() {
     let mut claims = valid_claims();
     claims.iat = now - 1000;
     claims.nbf = now - 1000;
-    claims.exp = now - LEEWAY_SECS - 1;
+    claims.exp = now - 2;
     let token = issuer.sign_claims(&claims).unwrap();
     assert!(matches!(
         issuer.verifier().verify(&token),
         Err(TokenError::Expired)
     ));
-    // Within the leeway it is still accepted.
-    claims.exp = now - 10;
+    // Up to its `exp` second it is accepted; no leeway after that.
+    claims.exp = now + 5;
     let token = issuer.sign_claims(&claims).unwrap();
     issuer.verifier().verify(&token).unwrap();
+    assert!(matches!(
+        issuer.verifier().verify_at(&token, now + 6),
+        Err(TokenError::Expired)
+    ));
 
     // A zero-lifetime token expires once the leeway has passed.
     let zero = TokenIssuer::load_or_generate(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::keys::{self, TrustedKey};
 use super::scope::null_as_empty;
-use super::{Access, Claims, LEEWAY_SECS, TokenError, now_unix, shorten};
+use super::{Access, Claims, EXPIRY_LEEWAY_SECS, LEEWAY_SECS, TokenError, now_unix, shorten};
 
 /// Algorithms an external issuer may use when its configuration names none.
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -220,7 +220,7 @@ impl TokenVerifier {
     /// are always refused), the signature must verify with one of that issuer's keys
     /// (the one named by `kid` if any matches, else each in turn), `aud` must be (or
     /// contain) that issuer's audience, `exp` must be present and not past and `nbf`
-    /// not in the future (both with [`LEEWAY_SECS`] of leeway). Refresh tokens are
+    /// not in the future (`exp` with [`EXPIRY_LEEWAY_SECS`], `nbf` with [`LEEWAY_SECS`] of leeway). Refresh tokens are
     /// refused. The returned claims carry the accepted audience as `aud`.
     pub fn verify_at(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         verify_with(&self.issuers, token, now, Expect::Access)
@@ -312,7 +312,7 @@ pub(crate) fn verify_with(
     let exp = raw_claims
         .exp
         .ok_or_else(|| TokenError::Malformed("no `exp` claim".into()))?;
-    if now > exp.saturating_add(LEEWAY_SECS) {
+    if now > exp.saturating_add(EXPIRY_LEEWAY_SECS) {
         return Err(TokenError::Expired);
     }
     let nbf = raw_claims.nbf.unwrap_or(0);

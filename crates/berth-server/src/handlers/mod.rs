@@ -159,6 +159,16 @@ pub async fn dispatch(State(state): State<AppState>, mut req: Request) -> Respon
         Some(Ok(e)) => e,
     };
     let access = &state.access;
+    // HTTP/2 carries the host in `:authority`, not `Host`; challenges build the
+    // token realm from `Host`.
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
     let addr = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
