@@ -8,10 +8,11 @@ export DEBIAN_FRONTEND=noninteractive
 # podman) runs images; busybox-static is the offline source of test-image content;
 # docker-registry (CNCF Distribution 2.8) is the stand-in registry used with
 # REGISTRY_UNDER_TEST=distribution; jq/curl/coreutils/procps/util-linux/iproute2 are
-# used by the scripts themselves (jq, curl, sha256sum, timeout, pgrep, findmnt, ss).
+# used by the scripts themselves (jq, curl, sha256sum, timeout, pgrep, findmnt, ss);
+# openssl makes the test CA and certificates of cases/60-auth-tls.sh.
 PKGS=(skopeo podman docker.io containerd runc conmon umoci busybox-static
       docker-registry jq curl coreutils procps util-linux iproute2
-      ca-certificates golang-github-containers-common)
+      ca-certificates golang-github-containers-common openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -6,6 +6,7 @@
 #   die "reason"     record the reason and end the test as failed
 #   run CMD...       echo the command, then run it under a timeout (CMD_TIMEOUT seconds)
 #   expect_eq A B "what"   die unless A == B
+#   skip "reason"    end the test as not applicable ("ok - NAME # skip reason")
 
 CMD_TIMEOUT=${CMD_TIMEOUT:-180}
 
@@ -23,6 +24,19 @@ die() {
 }
 
 note() { echo "# $*" >&2; }
+
+skip() {
+  printf '%s\n' "$*" >"$SKIP_FILE"
+  echo "SKIP: $*" >&2
+  exit 0
+}
+
+# remove_on_exit PATH: run.sh's cleanup removes PATH (recursively) when the run ends, even
+# if the test that made it is interrupted -- for paths outside the temp dir such as
+# /etc/docker/certs.d/HOST:PORT. rmdir_on_exit PATH: removes PATH only if it is empty then
+# (a parent directory the test had to create). Works from a test's subshell.
+remove_on_exit() { echo "rm $1" >>"$REMOVE_ON_EXIT"; }
+rmdir_on_exit() { echo "rmdir $1" >>"$REMOVE_ON_EXIT"; }
 
 run() {
   echo "+ $*" >&2
@@ -58,6 +72,23 @@ verify_blob() {
   local p
   p=$(blob_path "$1" "$2")
   [ -f "$p" ] && [ "sha256:$(sha256_of "$p")" == "$2" ]
+}
+
+# same_tree SRC DST DIGEST: the manifest or index DIGEST, and everything it references
+# (children, configs, layers), is in layout DST, intact and byte-identical to SRC's copy.
+same_tree() {
+  local src=$1 dst=$2 d=$3 m c
+  verify_blob "$dst" "$d" || die "$d missing or corrupt in $dst"
+  cmp "$(blob_path "$src" "$d")" "$(blob_path "$dst" "$d")" || die "$d differs between $src and $dst"
+  m=$(blob_path "$dst" "$d")
+  if jq -e '.manifests' "$m" >/dev/null 2>&1; then
+    for c in $(jq -r '.manifests[].digest' "$m"); do same_tree "$src" "$dst" "$c"; done
+  else
+    for c in $(jq -r '.config.digest, .layers[].digest' "$m"); do
+      verify_blob "$dst" "$c" || die "blob $c (of $d) missing or corrupt in $dst"
+      cmp "$(blob_path "$src" "$c")" "$(blob_path "$dst" "$c")" || die "blob $c differs between $src and $dst"
+    done
+  fi
 }
 
 # ---- registry HTTP helpers ---------------------------------------------------------
@@ -98,6 +129,14 @@ need_dist2() {
 }
 
 docker_() { run "$DOCKER_CLI" "$@"; }
+
+# docker_ready: die unless the dockerd run.sh started (before the first test that
+# needs_dockerd) answers.
+docker_ready() {
+  [ -z "${DOCKERD_ERR:-}" ] || die "$DOCKERD_ERR"
+  [ -n "${DOCKER_HOST:-}" ] || die "dockerd was not started"
+  timeout 10 "$DOCKER_CLI" info >/dev/null 2>&1 || die "dockerd does not answer 'docker info'"
+}
 
 # ---- test images -------------------------------------------------------------------
 

@@ -18,9 +18,13 @@
 #   own free port, whatever REGISTRY_UNDER_TEST is)
 #   TRACE_HTTP=FILE      put trace-proxy.py (needs python3) between the clients and the
 #                        registry and write every request/response head to FILE (JSON lines)
+#   AUTH_TLS_IP          address the auth-tls-* tests' own HTTPS berth listens on (default:
+#                        this host's first non-loopback IPv4, else 127.0.0.1; see
+#                        cases/60-auth-tls.sh for why)
 #
-# Output: "ok - NAME" / "not ok - NAME: reason" per test, then exactly one line
-# "N passed, M failed". Exit status 0 only if nothing failed.
+# Output: "ok - NAME" / "not ok - NAME: reason" per test ("ok - NAME # skip reason" for
+# a test that does not apply), then exactly one line "N passed, M failed" (skipped tests
+# count as neither). Exit status 0 only if nothing failed.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -73,6 +77,13 @@ DIST2_PID=""
 PROXY_PID=""
 DOCKERD_PID=""
 DOCKERD_CHILDREN=""
+# More daemons started by setup functions (before_tests) in this shell: stopped on exit;
+# their logs, whose tails are shown when a test failed.
+EXTRA_PIDS=()
+EXTRA_LOGS=()
+# Paths outside the temp dir that tests create (e.g. /etc/docker/certs.d/HOST:PORT),
+# listed by remove_on_exit (lib.sh), one per line: removed on exit.
+REMOVE_ON_EXIT=$TMP/remove-on-exit
 
 # stop_pid PID [GRACE_SECONDS]: SIGTERM, wait, then SIGKILL.
 stop_pid() {
@@ -118,6 +129,20 @@ cleanup() {
   stop_pid "$SERVER_PID" 10
   stop_pid "$DIST2_PID" 10
   stop_pid "$PROXY_PID" 5
+  local x
+  for x in "${EXTRA_PIDS[@]}"; do stop_pid "$x" 10; done
+  # Paths outside the temp dir, newest first: "rm PATH" (recursive) or "rmdir PATH"
+  # (only if empty, for parent directories a test had to create).
+  if [ -f "$REMOVE_ON_EXIT" ]; then
+    local op path
+    tac "$REMOVE_ON_EXIT" | while read -r op path; do
+      if [ -z "$path" ] || [ "$path" = / ]; then continue; fi
+      case "$op" in
+        rm) rm -rf -- "$path" ;;
+        rmdir) rmdir -- "$path" 2>/dev/null ;;
+      esac
+    done
+  fi
   # Anything else still running from our temp dir (containerd shims, conmon, ...):
   # only processes whose command line names this run's unique directory.
   local p
@@ -381,14 +406,25 @@ start_dockerd() {
 # ---- test runner -----------------------------------------------------------------------
 PASSED=0
 FAILED=0
+SKIPPED=0
 TEST_NAMES=()
 TEST_FNS=()
 declare -A KNOWN_BUGS=()
+SETUP_PREFIXES=()
+SETUP_FNS=()
+declare -A SETUP_DONE=()
 
 # register NAME FUNCTION
 register() { TEST_NAMES+=("$1"); TEST_FNS+=("$2"); }
 # known_bug REGISTRY NAME "explanation": a failure that is a known spec bug of REGISTRY
 known_bug() { KNOWN_BUGS["$1/$2"]=$3; }
+# before_tests PREFIX FUNCTION: run FUNCTION once, in run.sh's own shell (so it can start
+# daemons -- add their pids to EXTRA_PIDS -- and set variables the tests read), before the
+# first selected test whose name starts with PREFIX. Its status is ignored: it records
+# what went wrong in a variable its tests check.
+before_tests() { SETUP_PREFIXES+=("$1"); SETUP_FNS+=("$2"); }
+# Tests that need dockerd (started before the first of them): docker-* and *-docker.
+needs_dockerd() { [[ $1 == docker-* || $1 == *-docker ]]; }
 
 selected() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
 
@@ -396,7 +432,8 @@ run_test() {
   local name=$1 fn=$2
   local log=$LOGS/test-$name.log
   REASON_FILE=$TMP/reason-$name
-  rm -f "$REASON_FILE"
+  SKIP_FILE=$TMP/skip-$name
+  rm -f "$REASON_FILE" "$SKIP_FILE"
   local t0=$SECONDS
   # In the background + wait, so that a signal to run.sh is handled at once (cleanup
   # then stops the test's whole process tree).
@@ -410,7 +447,10 @@ run_test() {
   local rc=$?
   CURRENT_TEST_PID=""
   local dt=$((SECONDS - t0))
-  if [ "$rc" -eq 0 ]; then
+  if [ "$rc" -eq 0 ] && [ -f "$SKIP_FILE" ]; then
+    echo "ok - $name # skip $(head -c 300 "$SKIP_FILE" | tr '\n' ' ' | sed 's/ *$//')"
+    SKIPPED=$((SKIPPED + 1))
+  elif [ "$rc" -eq 0 ]; then
     echo "ok - $name"
     PASSED=$((PASSED + 1))
   else
@@ -504,7 +544,13 @@ fi
 for idx in "${!TEST_NAMES[@]}"; do
   name=${TEST_NAMES[$idx]}
   selected "$name" || continue
-  if [[ $name == docker-* ]] && [ -z "$DOCKERD_PID" ] && [ -z "$DOCKERD_ERR" ]; then
+  for sidx in "${!SETUP_PREFIXES[@]}"; do
+    if [[ $name == "${SETUP_PREFIXES[$sidx]}"* ]] && [ -z "${SETUP_DONE[$sidx]:-}" ]; then
+      SETUP_DONE[$sidx]=1
+      "${SETUP_FNS[$sidx]}"
+    fi
+  done
+  if needs_dockerd "$name" && [ -z "$DOCKERD_PID" ] && [ -z "$DOCKERD_ERR" ]; then
     t0=$SECONDS
     if start_dockerd; then
       say "dockerd started in $((SECONDS - t0))s (pid $DOCKERD_PID, children: $DOCKERD_CHILDREN)"
@@ -524,11 +570,17 @@ done
 
 if [ "$FAILED" -gt 0 ]; then
   show_server_logs 15
-  if [ -n "$DOCKERD_PID$DOCKERD_ERR" ] && printf '%s\n' "${ANY_FAILED_TESTS[@]}" | grep -q '^docker-'; then
+  for x in "${EXTRA_LOGS[@]}"; do
+    [ -s "$x" ] || continue
+    say "---- last lines of ${x#"$TMP"/} ----"
+    tail -n 15 "$x" | cut -c 1-400 | sed 's/^/#   /'
+  done
+  if [ -n "$DOCKERD_PID$DOCKERD_ERR" ] && printf '%s\n' "${ANY_FAILED_TESTS[@]}" | grep -qE '^docker-|-docker$'; then
     say "---- last lines of dockerd log ----"
     tail -n 20 "$LOGS/dockerd.log" 2>/dev/null | sed 's/^/#   /'
   fi
 fi
 say "total time $((SECONDS - T_START))s"
+[ "$SKIPPED" -eq 0 ] || say "$SKIPPED skipped"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -1,12 +1,6 @@
 # shellcheck shell=bash
 # The docker engine (dockerd started by run.sh with its own directories, vfs storage,
-# no bridge, no iptables). Talks plain HTTP to 127.0.0.1.
-
-docker_ready() {
-  [ -z "${DOCKERD_ERR:-}" ] || die "$DOCKERD_ERR"
-  [ -n "${DOCKER_HOST:-}" ] || die "dockerd was not started"
-  timeout 10 "$DOCKER_CLI" info >/dev/null 2>&1 || die "dockerd does not answer 'docker info'"
-}
+# no bridge, no iptables; docker_ready is in lib.sh). Talks plain HTTP to 127.0.0.1.
 
 # repo_digest_of REF -> .RepoDigests[0]
 repo_digest_of() {

@@ -6,22 +6,7 @@
 # Contract: the berth client CLI spec (references docker-style, layouts as oci:DIR[:TAG],
 # exit 0 ok / 1 not found or verification failed / 2 usage or runtime error).
 
-# same_tree SRC DST DIGEST: the manifest or index DIGEST, and everything it references
-# (children, configs, layers), is in layout DST, intact and byte-identical to SRC's copy.
-same_tree() {
-  local src=$1 dst=$2 d=$3 m c
-  verify_blob "$dst" "$d" || die "$d missing or corrupt in $dst"
-  cmp "$(blob_path "$src" "$d")" "$(blob_path "$dst" "$d")" || die "$d differs between $src and $dst"
-  m=$(blob_path "$dst" "$d")
-  if jq -e '.manifests' "$m" >/dev/null 2>&1; then
-    for c in $(jq -r '.manifests[].digest' "$m"); do same_tree "$src" "$dst" "$c"; done
-  else
-    for c in $(jq -r '.config.digest, .layers[].digest' "$m"); do
-      verify_blob "$dst" "$c" || die "blob $c (of $d) missing or corrupt in $dst"
-      cmp "$(blob_path "$src" "$c")" "$(blob_path "$dst" "$c")" || die "blob $c differs between $src and $dst"
-    done
-  fi
-}
+# (same_tree is in lib.sh.)
 
 # berth_rc OUT ERR CMD...: run berth with stdout/stderr into files, both copied to the log;
 # prints nothing, returns berth's exit status.
