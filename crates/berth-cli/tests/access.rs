@@ -3864,3 +3864,232 @@ fn check_config_and_passwd_update() {
     p.extend(h.finish());
     report(&p);
 }
+
+// ---- client certificates and per-action limits -------------------------------------
+
+/// A client certificate for `cn` signed by `ca` (clientAuth), as one PEM holding
+/// the certificate and its PKCS#8 key (what `reqwest::Identity::from_pem` reads).
+fn make_client_identity(h: &Harness, cn: &str, ca: &(PathBuf, PathBuf)) -> Vec<u8> {
+    let key = h.unique(&format!("client-{cn}.key"));
+    let csr = h.unique(&format!("client-{cn}.csr"));
+    let crt = h.unique(&format!("client-{cn}.crt"));
+    let ext = h.unique(&format!("client-{cn}.ext"));
+    std::fs::write(
+        &ext,
+        "extendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .expect("write ext");
+    let s = |p: &Path| p.to_str().expect("path").to_owned();
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+        "-subj",
+        &format!("/CN={cn}"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca.0),
+        "-CAkey",
+        &s(&ca.1),
+        "-set_serial",
+        "4242",
+        "-days",
+        "2",
+        "-out",
+        &s(&crt),
+        "-extfile",
+        &s(&ext),
+    ]);
+    let mut pem = std::fs::read(&crt).expect("client cert");
+    pem.extend(std::fs::read(&key).expect("client key"));
+    pem
+}
+
+/// issue 4 §3: with `tls.client_ca`, a client certificate signed by that CA is
+/// verified in the handshake and its subject CN is the user — the policy then
+/// applies as for a password login; a certificate from another CA is refused in
+/// the handshake; no certificate at all still gets the ordinary 401 challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_log_in_as_their_subject() {
+    let h = Harness::new();
+    let users = h.users();
+    let mut p = Vec::new();
+    let ca = make_ca(&h, "mtls");
+    let other_ca = make_ca(&h, "stranger");
+    let (crt, key) = make_server_cert(&h, "mtls-server", &ca, 77);
+    let srv = h.start(
+        "mtls",
+        &format!(
+            "[tls]\ncert = {}\nkey = {}\nclient_ca = {}\n\n{}",
+            q(&crt),
+            q(&key),
+            q(&ca.0),
+            auth_section("htpasswd", &users, "")
+        ),
+    );
+    let with_identity = |pem: Option<Vec<u8>>| {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&ca.0).expect("CA")).expect("CA PEM"),
+            );
+        if let Some(pem) = pem {
+            b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+        }
+        Reg {
+            http: b.build().expect("client"),
+            base: srv.base(),
+        }
+    };
+    let writer = with_identity(Some(make_client_identity(&h, "writer", &ca)));
+    let reader = with_identity(Some(make_client_identity(&h, "reader", &ca)));
+    let nobody = with_identity(None);
+    let stranger = with_identity(Some(make_client_identity(&h, "writer", &other_ca)));
+
+    let r = writer.get("/v2/", &Auth::Anon).await;
+    check!(
+        p,
+        r.status == 200,
+        "writer certificate, GET /v2/: want 200, got {}",
+        r.show()
+    );
+    let r = writer
+        .send(
+            Method::POST,
+            &format!("/v2/{TEAM_A}/blobs/uploads/"),
+            &Auth::Anon,
+            None,
+        )
+        .await;
+    check!(
+        p,
+        r.status == 202,
+        "writer certificate may push to {TEAM_A}: want 202, got {}",
+        r.show()
+    );
+    let r = reader
+        .send(
+            Method::POST,
+            &format!("/v2/{TEAM_A}/blobs/uploads/"),
+            &Auth::Anon,
+            None,
+        )
+        .await;
+    check!(
+        p,
+        r.status == 403 && r.code().as_deref() == Some("DENIED"),
+        "reader certificate may not push: want 403 DENIED, got {}",
+        r.show()
+    );
+    let r = reader
+        .get(&format!("/v2/{TEAM_A}/tags/list"), &Auth::Anon)
+        .await;
+    check!(
+        p,
+        r.status == 404 || r.status == 200,
+        "reader certificate may pull: got {}",
+        r.show()
+    );
+    let r = nobody.get("/v2/", &Auth::Anon).await;
+    check!(
+        p,
+        r.status == 401 && r.challenge().as_deref() == Some("Basic realm=\"berth\""),
+        "no certificate: want the Basic challenge, got {}",
+        r.show()
+    );
+    let r = nobody.get("/v2/", &users.basic(Caller::Writer)).await;
+    check!(
+        p,
+        r.status == 200,
+        "no certificate but a password: want 200, got {}",
+        r.show()
+    );
+    let refused = stranger
+        .http
+        .get(format!("{}/v2/", srv.base()))
+        .send()
+        .await;
+    check!(
+        p,
+        refused.as_ref().map(|r| r.status().as_u16()).unwrap_or(0) != 200,
+        "a certificate from another CA must not log in: {refused:?}"
+    );
+    p.extend(h.finish());
+    report(&p);
+}
+
+/// issue 4 §4: limits per action (`rate_limit.pull_per_second`, …) count each
+/// caller's requests of that kind separately; over the limit → 429
+/// `TOOMANYREQUESTS` with `Retry-After`, while other kinds of request go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_action_rate_limits() {
+    let h = Harness::new();
+    let users = h.users();
+    let mut p = Vec::new();
+    let srv = h.start(
+        "per-action",
+        &format!(
+            "{}\n[rate_limit]\npull_per_second = 0.2\nper_action_burst = 2\n",
+            auth_section("htpasswd", &users, "")
+        ),
+    );
+    let reg = Reg::new(&srv.base());
+    let writer = users.basic(Caller::Writer);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(reg.get(&format!("/v2/{TEAM_A}/tags/list"), &writer).await);
+    }
+    let last = &statuses[2];
+    check!(
+        p,
+        statuses[..2].iter().all(|r| r.status != 429)
+            && last.status == 429
+            && last.code().as_deref() == Some("TOOMANYREQUESTS")
+            && last
+                .h("retry-after")
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|s| s >= 1),
+        "third pull within the burst of 2: want 429 TOOMANYREQUESTS with Retry-After, got {:?}",
+        statuses.iter().map(Resp::show).collect::<Vec<_>>()
+    );
+    let r = reg
+        .send(
+            Method::POST,
+            &format!("/v2/{TEAM_A}/blobs/uploads/"),
+            &writer,
+            None,
+        )
+        .await;
+    check!(
+        p,
+        r.status == 202,
+        "a push is not limited by the pull limit: got {}",
+        r.show()
+    );
+    let r = reg
+        .get(
+            &format!("/v2/{TEAM_A}/tags/list"),
+            &users.basic(Caller::Reader),
+        )
+        .await;
+    check!(
+        p,
+        r.status != 429,
+        "another user's pulls have their own bucket: got {}",
+        r.show()
+    );
+    p.extend(h.finish());
+    report(&p);
+}

@@ -80,6 +80,8 @@ pub struct Access {
     per_address: Option<RateLimiter>,
     per_user: Option<RateLimiter>,
     failed_logins: RateLimiter,
+    /// Per-action limits: pull, push, delete.
+    per_action: [Option<RateLimiter>; 3],
     basic_cache: Mutex<HashMap<[u8; 32], Instant>>,
     /// The audit log.
     pub audit: Audit,
@@ -193,6 +195,11 @@ impl Access {
                 per_second: r.failed_logins_per_minute.max(1) as f64 / 60.0,
                 burst: u32::try_from(r.failed_logins_per_minute.max(1)).unwrap_or(u32::MAX),
             }),
+            per_action: [
+                rate(r.pull_per_second, r.per_action_burst),
+                rate(r.push_per_second, r.per_action_burst),
+                rate(r.delete_per_second, r.per_action_burst),
+            ],
             basic_cache: Mutex::new(HashMap::new()),
             audit,
         })
@@ -428,6 +435,29 @@ impl Access {
             .allowed(&caller.identity(), repo)
             .contains(action)
             && token_grants(caller, repo, action)
+    }
+
+    /// Apply the per-action rate limit (`rate_limit.pull_per_second`, …) for the
+    /// caller: the user, or the address for anonymous callers.
+    #[allow(clippy::result_large_err)]
+    pub fn check_action_rate(&self, caller: &Caller, action: Action) -> Result<(), Response> {
+        let i = match action {
+            Action::Pull => 0,
+            Action::Push => 1,
+            Action::Delete => 2,
+        };
+        let Some(l) = &self.per_action[i] else {
+            return Ok(());
+        };
+        let who = match &caller.user {
+            Some(u) => format!("user:{u}"),
+            None => format!(
+                "addr:{}",
+                caller.addr.map(|a| a.to_string()).unwrap_or_default()
+            ),
+        };
+        l.check(&format!("{}:{who}", action.as_str()))
+            .map_err(|d| self.too_many(d))
     }
 
     /// Whether the policy alone lets the caller do `action` on `repo` (catalog

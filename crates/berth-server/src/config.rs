@@ -71,6 +71,10 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("per_user_per_second", Kind::Float),
             ("per_user_burst", Kind::Int),
             ("failed_logins_per_minute", Kind::Int),
+            ("pull_per_second", Kind::Float),
+            ("push_per_second", Kind::Float),
+            ("delete_per_second", Kind::Float),
+            ("per_action_burst", Kind::Int),
         ],
     ),
     ("audit", &[("file", Kind::Str)]),
@@ -249,6 +253,15 @@ pub struct RateLimitConfig {
     pub per_user_burst: u64,
     /// Failed logins per minute per client address. Default 10.
     pub failed_logins_per_minute: u64,
+    /// Pull requests (manifest/blob/tag/referrer reads) per second per caller (user,
+    /// or address when anonymous). Default 0 (off).
+    pub pull_per_second: f64,
+    /// Push requests (upload steps, manifest writes) per second per caller. Default 0.
+    pub push_per_second: f64,
+    /// Delete requests per second per caller. Default 0.
+    pub delete_per_second: f64,
+    /// Burst of each per-action limit. Default 100.
+    pub per_action_burst: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -259,6 +272,10 @@ impl Default for RateLimitConfig {
             per_user_per_second: 0.0,
             per_user_burst: 200,
             failed_logins_per_minute: 10,
+            pull_per_second: 0.0,
+            push_per_second: 0.0,
+            delete_per_second: 0.0,
+            per_action_burst: 100,
         }
     }
 }
@@ -485,6 +502,9 @@ impl Config {
                 self.rate_limit.per_address_per_second,
             ),
             ("per_user_per_second", self.rate_limit.per_user_per_second),
+            ("pull_per_second", self.rate_limit.pull_per_second),
+            ("push_per_second", self.rate_limit.push_per_second),
+            ("delete_per_second", self.rate_limit.delete_per_second),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 problems.push(format!("{origin}: rate_limit.{k} must be a number >= 0"));

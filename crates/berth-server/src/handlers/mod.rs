@@ -191,6 +191,11 @@ pub async fn dispatch(State(state): State<AppState>, mut req: Request) -> Respon
     if let Err(resp) = access.authorize(&caller, need, req.headers(), method.as_str()) {
         return resp;
     }
+    if let Need::Repo(_, action) = need
+        && let Err(resp) = access.check_action_rate(&caller, action)
+    {
+        return resp;
+    }
     if matches!(endpoint, Endpoint::UploadStart(_)) && !access.is_open() {
         strip_forbidden_mount(&mut req, access, &caller);
     }
