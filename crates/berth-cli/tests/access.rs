@@ -4093,3 +4093,32 @@ async fn per_action_rate_limits() {
     p.extend(h.finish());
     report(&p);
 }
+
+/// issue 4 §4: the per-address limit also holds without authentication (an open
+/// registry on loopback is still protected from one busy client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_limit_without_auth() {
+    let h = Harness::new();
+    let mut p = Vec::new();
+    let srv = h.start(
+        "open-limited",
+        "[rate_limit]\nper_address_per_second = 0.2\nper_address_burst = 2\n",
+    );
+    let reg = Reg::new(&srv.base());
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(reg.get("/v2/", &Auth::Anon).await);
+    }
+    check!(
+        p,
+        got[0].status == 200
+            && got[1].status == 200
+            && got[2].status == 429
+            && got[2].code().as_deref() == Some("TOOMANYREQUESTS")
+            && got[2].h("retry-after").is_some(),
+        "open registry, burst 2: want 200, 200, 429 with Retry-After; got {:?}",
+        got.iter().map(Resp::show).collect::<Vec<_>>()
+    );
+    p.extend(h.finish());
+    report(&p);
+}

@@ -332,6 +332,19 @@ impl Access {
         self.failed_logins.exhausted(&key)
     }
 
+    /// Apply the per-address limit (`rate_limit.per_address_per_second`).
+    #[allow(clippy::result_large_err)]
+    fn check_address_rate(&self, addr: Option<IpAddr>) -> Result<(), Response> {
+        let Some(l) = &self.per_address else {
+            return Ok(());
+        };
+        l.check(&format!(
+            "addr:{}",
+            addr.map(|a| a.to_string()).unwrap_or_default()
+        ))
+        .map_err(|d| self.too_many(d))
+    }
+
     /// Identify the caller of a registry request.
     // The refusal *is* the response to send; boxing it would only add an
     // allocation to every refusal.
@@ -348,18 +361,12 @@ impl Access {
             addr,
             ..Caller::default()
         };
+        // The per-address limit holds whether or not auth is on.
+        self.check_address_rate(addr)?;
         if self.is_open() {
             return Ok(caller);
         }
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        if let Some(l) = &self.per_address
-            && let Err(d) = l.check(&format!(
-                "addr:{}",
-                addr.map(|a| a.to_string()).unwrap_or_default()
-            ))
-        {
-            return Err(self.too_many(d));
-        }
         let auth = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -544,13 +551,8 @@ impl Access {
             .with_status(StatusCode::NOT_FOUND)
             .into_response();
         };
-        if let Some(l) = &self.per_address
-            && let Err(d) = l.check(&format!(
-                "addr:{}",
-                addr.map(|a| a.to_string()).unwrap_or_default()
-            ))
-        {
-            return self.too_many(d);
+        if let Err(r) = self.check_address_rate(addr) {
+            return r;
         }
         let get = |pairs: &[(String, String)], k: &str| {
             pairs
