@@ -367,14 +367,9 @@ impl Access {
             return Ok(caller);
         }
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
-        match auth {
-            Some(a) if a.len() > 6 && a[..6].eq_ignore_ascii_case("basic ") => {
-                let (user, password) =
-                    decode_basic(&a[6..]).ok_or_else(|| self.challenge(need, host, None))?;
+        match presented(headers) {
+            Presented::Basic(creds) => {
+                let (user, password) = creds.ok_or_else(|| self.challenge(need, host, None))?;
                 if let Some(wait) = self.locked_out(addr) {
                     return Err(self.too_many(wait));
                 }
@@ -387,15 +382,11 @@ impl Access {
                 caller.user = Some(user);
                 caller.authenticated = true;
             }
-            Some(a)
-                if a.len() > 7
-                    && a[..7].eq_ignore_ascii_case("bearer ")
-                    && self.mode == AuthMode::Token =>
-            {
+            Presented::Bearer(token) if self.mode == AuthMode::Token => {
                 let Some(v) = &self.verifier else {
                     return Err(self.challenge(need, host, Some("invalid_token")));
                 };
-                match v.verify(a[7..].trim()) {
+                match v.verify(token) {
                     Ok(claims) => {
                         caller.user = (!claims.sub.is_empty()).then_some(claims.sub);
                         caller.token = Some(claims.access);
@@ -416,8 +407,10 @@ impl Access {
                     }
                 }
             }
-            Some(_) => return Err(self.challenge(need, host, None)),
-            None => {
+            Presented::Bearer(_) | Presented::Other => {
+                return Err(self.challenge(need, host, None));
+            }
+            Presented::Nothing => {
                 if let Some(u) = cert_user {
                     caller.user = Some(u.to_owned());
                     caller.authenticated = true;
@@ -637,13 +630,9 @@ impl Access {
                 }
             }
         } else {
-            let auth = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim);
-            match auth {
-                Some(a) if a.len() > 6 && a[..6].eq_ignore_ascii_case("basic ") => {
-                    let Some((u, p)) = decode_basic(&a[6..]) else {
+            match presented(headers) {
+                Presented::Basic(creds) => {
+                    let Some((u, p)) = creds else {
                         return oauth_error(
                             StatusCode::BAD_REQUEST,
                             "invalid_request",
@@ -661,14 +650,14 @@ impl Access {
                     }
                     Some(u)
                 }
-                Some(_) => {
+                Presented::Bearer(_) | Presented::Other => {
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_request",
                         "only Basic credentials are accepted here",
                     );
                 }
-                None => None,
+                Presented::Nothing => None,
             }
         };
         // What they get: each requested scope cut down to what the policy allows.
@@ -764,6 +753,37 @@ fn token_grants(caller: &Caller, repo: &str, action: Action) -> bool {
     access.iter().any(|a| {
         a.kind == "repository" && a.name == repo && a.actions.iter().any(|x| x == want || x == "*")
     })
+}
+
+/// What the `Authorization` header of a request carries.
+enum Presented<'a> {
+    /// No header.
+    Nothing,
+    /// `Basic …` (RFC 7617): `user:password`, or `None` when malformed.
+    Basic(Option<(String, String)>),
+    /// `Bearer …` (RFC 6750): the token.
+    Bearer(&'a str),
+    /// Any other scheme.
+    Other,
+}
+
+/// Read the `Authorization` header (schemes are case-insensitive, RFC 9110 §11.1).
+fn presented(headers: &HeaderMap) -> Presented<'_> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return Presented::Nothing;
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        Presented::Basic(decode_basic(rest))
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+        Presented::Bearer(rest.trim())
+    } else {
+        Presented::Other
+    }
 }
 
 /// `user:password` from a Basic credential (RFC 7617).
