@@ -179,6 +179,12 @@ enum Command {
         #[arg(long)]
         argon2: bool,
     },
+    /// Load-test an OCI registry over plain HTTP (any registry): push, push-chunked,
+    /// pull, manifest, tags, mixed, seed, or wait until it answers (ready). Set-up and
+    /// warm-up are never measured. Exit 0 when every measured request succeeded, 1
+    /// when some failed (the report is still printed) or ready timed out, 2 for bad
+    /// usage or a failed set-up.
+    Bench(berth_bench::BenchArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -233,6 +239,7 @@ fn main() -> ExitCode {
             command: LayoutCommand::Verify { dir },
         } => layout_verify(&dir),
         Command::Passwd { file, user, argon2 } => passwd(&file, &user, argon2),
+        Command::Bench(args) => bench(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -372,6 +379,39 @@ fn passwd(file: &std::path::Path, user: &str, argon2: bool) -> ExitCode {
         Err(e) => {
             eprintln!("berth passwd: {e}");
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn bench(args: berth_bench::BenchArgs) -> ExitCode {
+    init_logging("warn");
+    let opts = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("berth bench: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = berth_bench::run(&opts)
+        .with_context(|| format!("{} against {}", opts.scenario.name(), opts.target.url()));
+    match result {
+        Ok(outcome) => {
+            match opts.output {
+                berth_bench::Output::Json => println!("{}", outcome.to_json()),
+                berth_bench::Output::Text => print!("{}", outcome.to_text()),
+            }
+            if outcome.has_errors() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("berth bench: {e:#}");
+            let code = e
+                .downcast_ref::<berth_bench::BenchError>()
+                .map_or(EXIT_CONFIG, berth_bench::BenchError::exit_code);
+            ExitCode::from(code)
         }
     }
 }

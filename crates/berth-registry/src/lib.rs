@@ -5,6 +5,7 @@
 //! leave as values, and failures as [`RegistryError`], which carries its
 //! distribution-spec code. The server turns those into responses.
 
+mod cache;
 mod error;
 mod registry;
 mod uploads;

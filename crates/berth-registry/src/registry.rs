@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use berth_oci::{Digest, Digester, Reference, RepoName, Tag, manifest, media_type};
 use berth_storage::{
-    BlobStore, DirLock, ManifestRecord, Metadata, PutManifestError, StorageError, StoredManifest,
-    UploadId,
+    BlobFile, BlobStore, DirLock, ManifestRecord, Metadata, PutManifestError, StorageError,
+    StoredManifest, UploadId,
 };
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::uploads::{UploadTable, copy_into};
+use crate::cache::{Change, ManifestCache};
+use crate::uploads::{self, UploadTable, copy_into};
 use crate::{RegistryError, Result};
 
 /// Limits the registry enforces.
@@ -19,12 +20,15 @@ use crate::{RegistryError, Result};
 pub struct Limits {
     /// Largest manifest accepted, in bytes (spec: at least 4 MiB SHOULD be supported).
     pub max_manifest_bytes: u64,
+    /// Memory for cached manifest bytes (0 turns the manifest cache off).
+    pub manifest_cache_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
+            manifest_cache_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -44,6 +48,7 @@ pub struct Registry {
     blobs: BlobStore,
     meta: Arc<Metadata>,
     uploads: UploadTable,
+    cache: Arc<ManifestCache>,
     limits: Limits,
     _lock: DirLock,
 }
@@ -64,6 +69,9 @@ impl Registry {
             blobs,
             meta: Arc::new(meta),
             uploads: UploadTable::default(),
+            cache: Arc::new(ManifestCache::new(
+                usize::try_from(limits.manifest_cache_bytes).unwrap_or(usize::MAX),
+            )),
             limits,
             _lock: lock,
         };
@@ -121,12 +129,8 @@ impl Registry {
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
-    /// Open a blob linked in `repo` for streaming, with its size.
-    pub async fn open_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<(tokio::fs::File, u64)> {
+    /// Open a blob linked in `repo` for streaming.
+    pub async fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobFile> {
         self.blob_size(repo, digest).await?;
         match self.blobs.open_blob(digest).await? {
             Some(f) => Ok(f),
@@ -185,8 +189,10 @@ impl Registry {
             armed: true,
         };
         let result = async {
-            let mut digester = Digester::new(digest.algorithm());
-            let n = copy_into(&self.blobs, id, &mut digester, body).await?;
+            let digester = Digester::new(digest.algorithm());
+            let (digester, n) = copy_into(&self.blobs, id, digester, body, ())
+                .await?
+                .result?;
             if let Some(want) = declared_len
                 && want != n
             {
@@ -247,9 +253,9 @@ impl Registry {
         E: std::fmt::Display,
     {
         self.check_session(repo, id).await?;
-        let state = self.uploads.get(id);
-        let mut state = state.lock().await;
-        state.append(&self.blobs, id, range, body).await
+        let state = self.uploads.get(id).lock_owned().await;
+        let (_state, len) = uploads::append(state, &self.blobs, id, range, body).await?;
+        Ok(len)
     }
 
     /// Close a session (`PUT ?digest=`), with an optional last chunk: verify the
@@ -267,9 +273,8 @@ impl Registry {
         E: std::fmt::Display,
     {
         self.check_session(repo, id).await?;
-        let state = self.uploads.get(id);
-        let mut state = state.lock().await;
-        state.append(&self.blobs, id, range, body).await?;
+        let state = self.uploads.get(id).lock_owned().await;
+        let (mut state, _) = uploads::append(state, &self.blobs, id, range, body).await?;
         let (actual, len) = state.finish(&self.blobs, id, digest.algorithm()).await?;
         if let Err(e) = verify_digest(digest, actual) {
             self.end_upload(id).await?;
@@ -350,63 +355,95 @@ impl Registry {
         let subject = record.subject.clone();
         let r = repo.to_string();
         let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || meta.put_manifest(&r, &record, &tags))
-            .await
-            .map_err(RegistryError::task)?
-            .map_err(|e| match e {
-                PutManifestError::Missing(d) => RegistryError::ManifestBlobUnknown(d),
-                PutManifestError::SizeMismatch {
-                    digest,
-                    declared,
-                    actual,
-                } => RegistryError::DescriptorSizeMismatch {
-                    digest,
-                    declared,
-                    actual,
-                },
-                PutManifestError::Storage(s) => RegistryError::Storage(s),
-            })?;
+        let cache = self.cache.clone();
+        // The cache is invalidated on the blocking thread, right after the commit:
+        // that runs even if this request is dropped while waiting.
+        tokio::task::spawn_blocking(move || {
+            meta.put_manifest(&r, &record, &tags)?;
+            cache.invalidate(Change::Tags {
+                repo: &r,
+                tags: &tags,
+            });
+            Ok(())
+        })
+        .await
+        .map_err(RegistryError::task)?
+        .map_err(|e| match e {
+            PutManifestError::Missing(d) => RegistryError::ManifestBlobUnknown(d),
+            PutManifestError::SizeMismatch {
+                digest,
+                declared,
+                actual,
+            } => RegistryError::DescriptorSizeMismatch {
+                digest,
+                declared,
+                actual,
+            },
+            PutManifestError::Storage(s) => RegistryError::Storage(s),
+        })?;
         Ok(ManifestPut { digest, subject })
     }
 
-    /// Resolve a reference to a manifest digest in `repo`.
-    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
-        match reference {
-            Reference::Digest(d) => Ok(d.clone()),
-            Reference::Tag(t) => {
-                let (r, t2) = (repo.to_string(), t.to_string());
-                self.db(move |m| m.resolve_tag(&r, &t2))
-                    .await?
-                    .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))
-            }
+    /// A manifest by tag or digest, with its bytes. Served from the manifest cache
+    /// when it can be; misses read the database and fill the cache.
+    pub async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
+        let ticket = self.cache.ticket();
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => match self.cache.tag(repo.as_str(), t.as_str()) {
+                Some(d) => d,
+                None => {
+                    let (r, t2) = (repo.to_string(), t.to_string());
+                    let d = self
+                        .db(move |m| m.resolve_tag(&r, &t2))
+                        .await?
+                        .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))?;
+                    self.cache.put_tag(ticket, repo.as_str(), t.as_str(), &d);
+                    d
+                }
+            },
+        };
+        if let Some(m) = self.cache.manifest(repo.as_str(), &digest) {
+            return Ok(m);
         }
-    }
-
-    /// A manifest by tag or digest; `with_content` loads its bytes too (GET vs HEAD).
-    pub async fn manifest(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-        with_content: bool,
-    ) -> Result<StoredManifest> {
-        let digest = self.resolve(repo, reference).await?;
         let (r, d) = (repo.to_string(), digest.clone());
-        self.db(move |m| m.manifest(&r, &d, with_content))
+        let m = self
+            .db(move |m| m.manifest(&r, &d, true))
             .await?
-            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+        self.cache.put_manifest(ticket, repo.as_str(), &m);
+        Ok(m)
     }
 
     /// Delete a tag (only the tag) or a manifest by digest (with its tags).
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         let r = repo.to_string();
+        let cache = self.cache.clone();
+        // As in put_manifest: invalidate on the blocking thread, after the commit.
         let deleted = match reference {
             Reference::Tag(t) => {
                 let t = t.to_string();
-                self.db(move |m| m.delete_tag(&r, &t)).await?
+                self.db(move |m| {
+                    let deleted = m.delete_tag(&r, &t)?;
+                    cache.invalidate(Change::Tags {
+                        repo: &r,
+                        tags: std::slice::from_ref(&t),
+                    });
+                    Ok(deleted)
+                })
+                .await?
             }
             Reference::Digest(d) => {
                 let d = d.clone();
-                self.db(move |m| m.delete_manifest(&r, &d)).await?
+                self.db(move |m| {
+                    let deleted = m.delete_manifest(&r, &d)?;
+                    cache.invalidate(Change::ManifestDeleted {
+                        repo: &r,
+                        digest: &d,
+                    });
+                    Ok(deleted)
+                })
+                .await?
             }
         };
         if deleted {

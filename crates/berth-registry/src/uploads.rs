@@ -86,63 +86,6 @@ impl UploadState {
             .ok_or_else(|| RegistryError::UploadUnknown(id.to_string()))
     }
 
-    /// Append a chunk. `range` is the inclusive `(start, end)` the client declared,
-    /// if any; it must start where the upload ends. On any failure the file is cut
-    /// back so the upload is exactly as before.
-    pub(crate) async fn append<S, E>(
-        &mut self,
-        blobs: &BlobStore,
-        id: UploadId,
-        range: Option<(u64, u64)>,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
-    {
-        let (mut digester, start_len) = self.current(blobs, id).await?;
-        if let Some((start, end)) = range {
-            if start != start_len {
-                return Err(RegistryError::RangeNotSatisfiable {
-                    current: start_len,
-                    start,
-                });
-            }
-            if end < start {
-                return Err(RegistryError::UploadInvalid(format!(
-                    "Content-Range {start}-{end} ends before it starts"
-                )));
-            }
-        }
-        // If this future is dropped mid-body (client gone), the file may hold part of
-        // the chunk: forget the in-memory state so it is rebuilt from the file.
-        self.hashed = None;
-        let written = copy_into(blobs, id, &mut digester, body).await;
-        let result = match written {
-            Ok(n) => match range {
-                Some((start, end)) if n != end - start + 1 => {
-                    Err(RegistryError::SizeInvalid(format!(
-                        "Content-Range {start}-{end} declares {} bytes but the body held {n}",
-                        end - start + 1
-                    )))
-                }
-                _ => Ok(n),
-            },
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(n) => {
-                let len = start_len + n;
-                self.hashed = Some((digester, len));
-                Ok(len)
-            }
-            Err(e) => {
-                blobs.truncate_upload(id, start_len).await?;
-                Err(e)
-            }
-        }
-    }
-
     /// Digest of everything received, in `algorithm`.
     pub(crate) async fn finish(
         &mut self,
@@ -159,27 +102,147 @@ impl UploadState {
     }
 }
 
-/// Stream `body` to the end of upload `id`, hashing it; returns bytes written.
-pub(crate) async fn copy_into<S, E>(
+/// The lock on one upload's state, held across awaits and handed to the writer
+/// thread while a chunk is written.
+pub(crate) type StateGuard = tokio::sync::OwnedMutexGuard<UploadState>;
+
+/// Append a chunk. `range` is the inclusive `(start, end)` the client declared, if
+/// any; it must start where the upload ends. On any failure the file is cut back so
+/// the upload is exactly as before. The guard comes back on success.
+pub(crate) async fn append<S, E>(
+    mut state: StateGuard,
     blobs: &BlobStore,
     id: UploadId,
-    digester: &mut Digester,
+    range: Option<(u64, u64)>,
     body: S,
-) -> Result<u64>
+) -> Result<(StateGuard, u64)>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let mut file = blobs.append_upload(id).await?;
-    let mut body = std::pin::pin!(body);
-    let mut n = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|e| RegistryError::UploadInvalid(format!("request body ended early: {e}")))?;
-        digester.update(&chunk);
-        file.append(&chunk).await?;
-        n += chunk.len() as u64;
+    let (digester, start_len) = state.current(blobs, id).await?;
+    if let Some((start, end)) = range {
+        if start != start_len {
+            return Err(RegistryError::RangeNotSatisfiable {
+                current: start_len,
+                start,
+            });
+        }
+        if end < start {
+            return Err(RegistryError::UploadInvalid(format!(
+                "Content-Range {start}-{end} ends before it starts"
+            )));
+        }
     }
-    file.flush().await?;
-    Ok(n)
+    // If this future is dropped mid-body (client gone), the file may hold part of
+    // the chunk: forget the in-memory state so it is rebuilt from the file. The
+    // writer thread keeps the guard until it has stopped writing, so the next
+    // request on this upload waits for it.
+    state.hashed = None;
+    let Copied {
+        keep: mut state,
+        result,
+    } = copy_into(blobs, id, digester, body, state).await?;
+    let result = match result {
+        Ok((digester, n)) => match range {
+            Some((start, end)) if n != end - start + 1 => Err(RegistryError::SizeInvalid(format!(
+                "Content-Range {start}-{end} declares {} bytes but the body held {n}",
+                end - start + 1
+            ))),
+            _ => Ok((digester, n)),
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((digester, n)) => {
+            let len = start_len + n;
+            state.hashed = Some((digester, len));
+            Ok((state, len))
+        }
+        Err(e) => {
+            blobs.truncate_upload(id, start_len).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Chunks in flight between a request and its writer thread. hyper hands over at
+/// most ~400 KiB per chunk, so an upload never holds more than ~6 MiB in memory.
+const QUEUE_CHUNKS: usize = 16;
+
+/// What [`copy_into`] hands back: the caller's token and the outcome.
+pub(crate) struct Copied<K> {
+    /// The token passed in, returned once the writer thread is done with the file.
+    pub(crate) keep: K,
+    /// The digester fed with every byte written, and the number of bytes.
+    pub(crate) result: Result<(Digester, u64)>,
+}
+
+/// Stream `body` to the end of upload `id`. Two blocking threads take each chunk
+/// as it arrives, one writing it and one hashing it, so receiving, writing and
+/// hashing overlap; the hash, one pass over the data, is the slowest of the three
+/// and sets the pace. `keep` is held by the writer until it no longer touches the
+/// file, even if this future is dropped, then handed back. The outer error means
+/// a worker thread itself failed (the token is then lost).
+pub(crate) async fn copy_into<S, E, K>(
+    blobs: &BlobStore,
+    id: UploadId,
+    digester: Digester,
+    body: S,
+    keep: K,
+) -> Result<Copied<K>>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+    K: Send + 'static,
+{
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+    let store = blobs.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut write = || -> Result<u64> {
+            let mut file = store.append_upload(id)?;
+            let mut n = 0u64;
+            while let Some(chunk) = writer_rx.blocking_recv() {
+                file.append(&chunk)?;
+                n += chunk.len() as u64;
+            }
+            Ok(n)
+        };
+        let result = write();
+        (keep, result)
+    });
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut digester = digester;
+        while let Some(chunk) = hasher_rx.blocking_recv() {
+            digester.update(&chunk);
+        }
+        digester
+    });
+    let mut body = std::pin::pin!(body);
+    let mut failure = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            // A closed channel means the writer failed; its error is reported below.
+            Ok(c) => {
+                if to_hasher.send(c.clone()).await.is_err() || to_writer.send(c).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(RegistryError::UploadInvalid(format!(
+                    "request body ended early: {e}"
+                )));
+                break;
+            }
+        }
+    }
+    drop((to_writer, to_hasher));
+    let (keep, written) = writer.await.map_err(RegistryError::task)?;
+    let digester = hasher.await.map_err(RegistryError::task)?;
+    let result = match failure {
+        Some(e) => Err(e),
+        None => written.map(|n| (digester, n)),
+    };
+    Ok(Copied { keep, result })
 }

@@ -34,7 +34,13 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         &[("listen", Kind::Str), ("shutdown_timeout_secs", Kind::Int)],
     ),
     ("storage", &[("data_dir", Kind::Str)]),
-    ("limits", &[("max_manifest_bytes", Kind::Int)]),
+    (
+        "limits",
+        &[
+            ("max_manifest_bytes", Kind::Int),
+            ("manifest_cache_bytes", Kind::Int),
+        ],
+    ),
     ("log", &[("level", Kind::Str)]),
     (
         "tls",
@@ -329,12 +335,16 @@ impl Default for StorageConfig {
 pub struct LimitsConfig {
     /// Largest manifest accepted, in bytes; larger pushes get 413. Default 4 MiB.
     pub max_manifest_bytes: u64,
+    /// Memory for manifests kept in the in-process read cache (tag and digest
+    /// lookups that hit never touch the database). 0 turns it off. Default 8 MiB.
+    pub manifest_cache_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
+            manifest_cache_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -123,6 +123,7 @@ pub enum ServeError {
 pub async fn open_registry(config: &Config) -> Result<Registry, ServeError> {
     let limits = Limits {
         max_manifest_bytes: config.limits.max_manifest_bytes,
+        manifest_cache_bytes: config.limits.manifest_cache_bytes,
     };
     Registry::open(&config.storage.data_dir, limits)
         .await

@@ -718,6 +718,7 @@ async fn manifest_with_missing_blobs() {
 async fn invalid_and_oversized_manifests() {
     let app = app_with(Limits {
         max_manifest_bytes: 2048,
+        ..Limits::default()
     })
     .await;
     let good = image(&app, "a", "x").await;
@@ -858,6 +859,68 @@ async fn delete_tag_and_manifest() {
         .send(Method::DELETE, &format!("/v2/a/manifests/{d}"), &[], vec![])
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The manifest read cache never serves an answer a change has made stale: every
+/// read below follows reads that filled the cache (and the same sequence runs with
+/// the cache off, which must give the same answers).
+#[tokio::test]
+async fn manifest_reads_follow_overwrites_and_deletes() {
+    for cache_bytes in [8 << 20, 0] {
+        let app = app_with(Limits {
+            manifest_cache_bytes: cache_bytes,
+            ..Limits::default()
+        })
+        .await;
+        let first = image(&app, "c", "first").await;
+        let second = image(&app, "c", "second").await;
+        let (d1, d2) = (Digest::sha256_of(&first), Digest::sha256_of(&second));
+        app.put_manifest("c", "t", OCI_MANIFEST, &first).await;
+        app.put_manifest("c", "keep", OCI_MANIFEST, &first).await;
+        for _ in 0..2 {
+            assert_eq!(app.get("/v2/c/manifests/t").await.body, first);
+            assert_eq!(app.get(&format!("/v2/c/manifests/{d1}")).await.body, first);
+        }
+        // Overwrite the tag: the very next read sees the new manifest.
+        app.put_manifest("c", "t", OCI_MANIFEST, &second).await;
+        let r = app.get("/v2/c/manifests/t").await;
+        assert_eq!(r.body, second, "cache {cache_bytes}");
+        assert_eq!(r.header("docker-content-digest"), d2.to_string());
+        let head = app
+            .send(Method::HEAD, "/v2/c/manifests/t", &[], vec![])
+            .await;
+        assert_eq!(head.header("docker-content-digest"), d2.to_string());
+        // Delete the tag.
+        app.send(Method::DELETE, "/v2/c/manifests/t", &[], vec![])
+            .await;
+        assert_eq!(
+            app.get("/v2/c/manifests/t").await.status,
+            StatusCode::NOT_FOUND
+        );
+        // Delete the first manifest by digest: it and the tag naming it are gone.
+        assert_eq!(app.get("/v2/c/manifests/keep").await.body, first);
+        app.send(
+            Method::DELETE,
+            &format!("/v2/c/manifests/{d1}"),
+            &[],
+            vec![],
+        )
+        .await;
+        for uri in [
+            format!("/v2/c/manifests/{d1}"),
+            "/v2/c/manifests/keep".into(),
+        ] {
+            let r = app.get(&uri).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{uri}, cache {cache_bytes}"
+            );
+            assert_eq!(r.codes(), ["MANIFEST_UNKNOWN"]);
+        }
+        // The other manifest is untouched.
+        assert_eq!(app.get(&format!("/v2/c/manifests/{d2}")).await.body, second);
+    }
 }
 
 // ---- end-8: tags ---------------------------------------------------------------------

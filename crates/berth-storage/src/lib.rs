@@ -24,7 +24,7 @@
 mod blobs;
 mod metadata;
 
-pub use blobs::{BlobStore, UploadFile, UploadId};
+pub use blobs::{BlobFile, BlobStore, BlobStream, UploadAppender, UploadId};
 pub use lock::DirLock;
 
 mod lock;

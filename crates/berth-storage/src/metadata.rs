@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS tags (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (repo_id, name)
 ) WITHOUT ROWID;
+-- Listing order of tags/list and _catalog (lexical, case-insensitive first).
+CREATE INDEX IF NOT EXISTS tags_sorted ON tags(repo_id, name COLLATE NOCASE, name);
+CREATE INDEX IF NOT EXISTS repositories_sorted ON repositories(name COLLATE NOCASE, name);
 CREATE TABLE IF NOT EXISTS uploads (
     id          TEXT PRIMARY KEY,
     repo_id     INTEGER NOT NULL REFERENCES repositories(id),
@@ -142,7 +145,7 @@ pub struct StoredManifest {
     /// Its size in bytes.
     pub size: u64,
     /// The exact bytes (empty when only metadata was asked for).
-    pub content: Vec<u8>,
+    pub content: bytes::Bytes,
 }
 
 /// One manifest whose `subject` is a given digest.
@@ -216,9 +219,30 @@ fn link_blob_tx(conn: &Connection, repo: i64, digest: &str, size: u64) -> rusqli
     Ok(())
 }
 
-/// SQL condition: `name` sorts after `?` in the spec's lexical (case-insensitive,
-/// then bytewise) order.
-const AFTER_LAST: &str = "(name COLLATE NOCASE > ?2 OR (name COLLATE NOCASE = ?2 AND name > ?2))";
+/// SQL condition: `name` sorts after `?2` in the spec's lexical (case-insensitive,
+/// then bytewise) order. The leading `>=` is a range the `*_sorted` indexes can
+/// seek to, so a page deep in 100,000 tags costs what the first page costs; the
+/// caller passes `""` (before every name) for the first page.
+const AFTER_LAST: &str = "name COLLATE NOCASE >= ?2 AND (name COLLATE NOCASE > ?2 OR name > ?2)";
+
+/// One page of a repository's tags: `?1` repository id, `?2` last name seen
+/// (`""` for the first page), `?3` page size.
+fn tags_page_sql() -> String {
+    format!(
+        "SELECT name FROM tags WHERE repo_id = ?1 AND {AFTER_LAST}
+         ORDER BY name COLLATE NOCASE, name LIMIT ?3"
+    )
+}
+
+/// One page of the catalog: `?1` page size, `?2` last name seen (`""` first).
+fn catalog_page_sql() -> String {
+    format!(
+        "SELECT name FROM repositories r WHERE {AFTER_LAST}
+         AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
+              OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo_id = r.id))
+         ORDER BY name COLLATE NOCASE, name LIMIT ?1"
+    )
+}
 
 impl Metadata {
     /// Open (creating and migrating if needed) the database at `path`.
@@ -470,7 +494,7 @@ impl Metadata {
                         digest: digest.clone(),
                         media_type: r.get(0)?,
                         size: r.get::<_, i64>(1)? as u64,
-                        content: r.get(2)?,
+                        content: bytes::Bytes::from(r.get::<_, Vec<u8>>(2)?),
                     })
                 })
                 .optional()
@@ -527,12 +551,8 @@ impl Metadata {
             let Some(id) = repo_id(c, repo)? else {
                 return Ok(None);
             };
-            let sql = format!(
-                "SELECT name FROM tags WHERE repo_id = ?1 AND (?2 IS NULL OR {AFTER_LAST})
-                 ORDER BY name COLLATE NOCASE, name LIMIT ?3"
-            );
-            let mut q = c.prepare_cached(&sql)?;
-            let rows = q.query_map(params![id, last, n], |r| r.get(0))?;
+            let mut q = c.prepare_cached(&tags_page_sql())?;
+            let rows = q.query_map(params![id, last.unwrap_or(""), n], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<Vec<String>>>().map(Some)
         })
     }
@@ -541,14 +561,8 @@ impl Metadata {
     /// `last`, at most `n`.
     pub fn catalog(&self, n: u32, last: Option<&str>) -> Result<Vec<String>> {
         self.read(|c| {
-            let sql = format!(
-                "SELECT name FROM repositories r WHERE (?2 IS NULL OR {AFTER_LAST})
-                 AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
-                      OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo_id = r.id))
-                 ORDER BY name COLLATE NOCASE, name LIMIT ?1"
-            );
-            let mut q = c.prepare_cached(&sql)?;
-            let rows = q.query_map(params![n, last], |r| r.get(0))?;
+            let mut q = c.prepare_cached(&catalog_page_sql())?;
+            let rows = q.query_map(params![n, last.unwrap_or("")], |r| r.get(0))?;
             rows.collect()
         })
     }
@@ -676,7 +690,7 @@ mod tests {
         m.put_manifest("a", &rec, &["v1".to_string()]).unwrap();
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), Some(rec.digest.clone()));
         let got = m.manifest("a", &rec.digest, true).unwrap().unwrap();
-        assert_eq!(got.content, b"{}");
+        assert_eq!(&got.content[..], b"{}");
         // A blob linked in another repository does not count.
         assert!(matches!(
             m.put_manifest("b", &rec, &[]),
@@ -701,6 +715,31 @@ mod tests {
         );
         assert_eq!(m.list_tags("r", 2, Some("B")).unwrap().unwrap(), ["b", "c"]);
         assert_eq!(m.list_tags("nope", 2, None).unwrap(), None);
+    }
+
+    /// A page deep in a long tag list seeks in the sorted index instead of
+    /// scanning (or sorting) every tag before it: the plan is the contract.
+    #[test]
+    fn tag_and_catalog_pages_seek_in_the_sorted_indexes() {
+        let (_d, m) = db();
+        let plan = |sql: String, p: &[&dyn rusqlite::ToSql]| -> String {
+            m.read(|c| {
+                let mut q = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = q.query_map(p, |r| r.get::<_, String>(3))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap()
+            .join("; ")
+        };
+        let tags = plan(tags_page_sql(), params![1, "t5", 10]);
+        assert!(
+            tags.contains("tags_sorted (repo_id=? AND name>?)"),
+            "{tags}"
+        );
+        assert!(!tags.contains("TEMP B-TREE"), "{tags}");
+        let repos = plan(catalog_page_sql(), params![10, "r5"]);
+        assert!(repos.contains("repositories_sorted (name>?)"), "{repos}");
+        assert!(!repos.contains("TEMP B-TREE"), "{repos}");
     }
 
     #[test]

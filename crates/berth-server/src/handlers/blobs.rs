@@ -5,15 +5,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use berth_oci::{Digest, RepoName};
 use berth_registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::names::DOCKER_CONTENT_DIGEST;
 use super::{empty, header_str};
 use crate::error::ApiError;
-
-/// Read size when streaming a blob.
-const CHUNK: usize = 1 << 20;
 
 /// What a `Range` header asks of a blob of `size` bytes (RFC 9110 § 14).
 #[derive(Debug, PartialEq, Eq)]
@@ -85,7 +80,8 @@ pub(crate) async fn get(
             .body(Body::empty())
             .map_err(ApiError::internal);
     }
-    let (mut file, size) = registry.open_blob(name, digest).await?;
+    let blob = registry.open_blob(name, digest).await?;
+    let size = blob.size();
     let (status, start, len) = match parse_range(header_str(headers, header::RANGE), size) {
         RangeRequest::Full => (StatusCode::OK, 0, size),
         RangeRequest::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
@@ -96,12 +92,7 @@ pub(crate) async fn get(
             ));
         }
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(len), CHUNK);
+    let stream = blob.stream(start, len);
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, len)

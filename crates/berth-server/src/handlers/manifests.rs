@@ -22,7 +22,7 @@ pub(crate) async fn get(
     reference: &Reference,
     with_body: bool,
 ) -> Result<Response, ApiError> {
-    let m = registry.manifest(name, reference, with_body).await?;
+    let m = registry.manifest(name, reference).await?;
     let digest = m.digest.to_string();
     let resp = Response::builder()
         .status(StatusCode::OK)
