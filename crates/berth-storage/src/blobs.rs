@@ -59,10 +59,9 @@ pub struct BlobStore {
     uploads: PathBuf,
 }
 
-/// Bytes per read when streaming a blob out.
-const READ_CHUNK: usize = 1 << 20;
-/// Chunks read ahead of the network when streaming a blob out.
-const READ_AHEAD: usize = 2;
+/// Bytes per read when streaming a blob out: small enough that a chunk read on one
+/// core is still in that core's cache when the same task writes it to the socket.
+const READ_CHUNK: usize = 256 << 10;
 
 /// A committed blob opened for reading.
 #[derive(Debug)]
@@ -78,53 +77,75 @@ impl BlobFile {
         self.size
     }
 
-    /// Stream `len` bytes from offset `start`. A blocking thread reads 1 MiB chunks
-    /// ahead of the network (measured here: ≈ 3.1 GB/s over loopback against
-    /// ≈ 2.7 GB/s for `tokio::fs` + `ReaderStream`); it stops as soon as the
-    /// receiver is dropped. A file shorter than promised ends the stream with an
-    /// error, so a client never takes a truncated body for a whole one.
+    /// Stream `len` bytes from offset `start`. See [`BlobStream`].
     pub fn stream(self, start: u64, len: u64) -> BlobStream {
-        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Seek};
-            let BlobFile { mut file, path, .. } = self;
-            let fail = |e: std::io::Error| {
-                tracing::error!(path = %path.display(), error = %e, "reading blob failed");
-                let _ = tx.blocking_send(Err(e));
-            };
-            if let Err(e) = file.seek(std::io::SeekFrom::Start(start)) {
-                return fail(e);
-            }
-            let mut left = len;
-            while left > 0 {
-                let want = left.min(READ_CHUNK as u64);
-                // read_to_end fills spare capacity without zeroing it first.
-                let mut buf = Vec::with_capacity(want as usize);
-                match (&mut file).take(want).read_to_end(&mut buf) {
-                    Ok(0) => {
-                        return fail(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("blob ended {left} bytes early"),
-                        ));
-                    }
-                    Ok(n) => {
-                        left -= n as u64;
-                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                            return; // the client went away
-                        }
-                    }
-                    Err(e) => return fail(e),
-                }
-            }
-        });
-        BlobStream { rx }
+        BlobStream {
+            file: std::sync::Arc::new(self.file),
+            path: self.path,
+            pos: start,
+            left: len,
+            nowait: true,
+            pending: None,
+        }
     }
 }
 
-/// The bytes of a blob, as [`BlobFile::stream`] reads them.
+/// The bytes of a blob, read as the network takes them.
+///
+/// Each chunk is first read with `preadv2(RWF_NOWAIT)`, which copies from the page
+/// cache or fails at once rather than wait for the disk: a warm blob is then read
+/// and sent by the same task on the same core, with the chunk still in that core's
+/// cache (measured on loopback: see docs/performance.md). A chunk that is not cached
+/// is read on the blocking pool instead, so a cold disk never stalls the runtime. A
+/// file shorter than promised ends the stream with an error, so a client never takes
+/// a truncated body for a whole one.
 #[derive(Debug)]
 pub struct BlobStream {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    file: std::sync::Arc<std::fs::File>,
+    path: PathBuf,
+    pos: u64,
+    left: u64,
+    /// False once the kernel said it cannot do `RWF_NOWAIT` reads of this file.
+    nowait: bool,
+    pending: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+}
+
+/// Read up to `want` bytes at `pos`, blocking if need be.
+fn read_chunk_blocking(file: &std::fs::File, pos: u64, want: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; want];
+    loop {
+        match file.read_at(&mut buf, pos) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl BlobStream {
+    /// Account for a chunk read; an empty one means the file is shorter than promised.
+    fn took(&mut self, buf: Vec<u8>) -> std::io::Result<Bytes> {
+        if buf.is_empty() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("blob ended {} bytes early", self.left),
+            );
+            return Err(self.failed(e));
+        }
+        self.pos += buf.len() as u64;
+        self.left -= buf.len() as u64;
+        Ok(Bytes::from(buf))
+    }
+
+    fn failed(&mut self, e: std::io::Error) -> std::io::Error {
+        tracing::error!(path = %self.path.display(), error = %e, "reading blob failed");
+        self.left = 0;
+        e
+    }
 }
 
 impl futures_util::Stream for BlobStream {
@@ -134,7 +155,48 @@ impl futures_util::Stream for BlobStream {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        use std::task::Poll;
+        if let Some(pending) = self.pending.as_mut() {
+            let done = match std::pin::Pin::new(pending).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(done) => done,
+            };
+            self.pending = None;
+            return Poll::Ready(Some(match done {
+                Ok(Ok(buf)) => self.took(buf),
+                Ok(Err(e)) => Err(self.failed(e)),
+                Err(join) => Err(self.failed(std::io::Error::other(join.to_string()))),
+            }));
+        }
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.left.min(READ_CHUNK as u64) as usize;
+        if self.nowait {
+            let mut buf = vec![0u8; want];
+            let read = rustix::io::preadv2(
+                &*self.file,
+                &mut [std::io::IoSliceMut::new(&mut buf)],
+                self.pos,
+                rustix::io::ReadWriteFlags::NOWAIT,
+            );
+            match read {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Poll::Ready(Some(self.took(buf)));
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                // Not in the page cache: read it on the blocking pool below.
+                Err(rustix::io::Errno::AGAIN) => {}
+                // No RWF_NOWAIT here (old kernel or filesystem): always block-read.
+                Err(_) => self.nowait = false,
+            }
+        }
+        let (file, pos) = (self.file.clone(), self.pos);
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            read_chunk_blocking(&file, pos, want)
+        }));
+        self.poll_next(cx)
     }
 }
 
@@ -452,6 +514,70 @@ mod tests {
         let mut got = Digester::new(berth_oci::Algorithm::Sha256);
         assert_eq!(store.hash_upload(id, &mut got).await.unwrap(), 40 << 20);
         assert_eq!(got.finish(), want.finish());
+    }
+
+    async fn committed(store: &BlobStore, data: &[u8]) -> Digest {
+        let id = UploadId::new();
+        store.create_upload(id).await.unwrap();
+        let mut f = store.append_upload(id).unwrap();
+        f.append(data).unwrap();
+        drop(f);
+        let digest = Digest::sha256_of(data);
+        store.commit_upload(id, &digest).await.unwrap();
+        digest
+    }
+
+    async fn collect(mut s: BlobStream) -> (Vec<u8>, Option<std::io::Error>) {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// Whole blobs and ranges come back byte for byte, whether read from the page
+    /// cache without blocking or on the blocking pool.
+    #[tokio::test]
+    async fn streams_whole_blobs_and_ranges_on_both_read_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(READ_CHUNK * 3 + 7)).map(|i| (i % 253) as u8).collect();
+        let digest = committed(&store, &data).await;
+        for nowait in [true, false] {
+            for (start, len) in [(0, data.len()), (5, READ_CHUNK + 1), (data.len() - 1, 1)] {
+                let blob = store.open_blob(&digest).await.unwrap().unwrap();
+                assert_eq!(blob.size(), data.len() as u64);
+                let mut s = blob.stream(start as u64, len as u64);
+                s.nowait = nowait;
+                let (got, err) = collect(s).await;
+                assert!(err.is_none(), "{err:?}");
+                assert!(got == data[start..start + len], "range {start}+{len}");
+            }
+        }
+    }
+
+    /// A blob file cut short on disk ends the stream with an error, never with a
+    /// short body that looks complete.
+    #[tokio::test]
+    async fn a_truncated_blob_file_ends_the_stream_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let data = vec![9u8; READ_CHUNK + 100];
+        let digest = committed(&store, &data).await;
+        let blob = store.open_blob(&digest).await.unwrap().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(store.blob_path(&digest))
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        let (got, err) = collect(blob.stream(0, data.len() as u64)).await;
+        assert_eq!(got.len(), 10);
+        assert_eq!(err.unwrap().kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
