@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::cache::{Change, ManifestCache};
-use crate::uploads::{self, UploadTable, copy_into};
+use crate::uploads::{self, Hash, UploadTable, copy_into};
 use crate::{RegistryError, Result};
 
 /// Limits the registry enforces.
@@ -189,10 +189,11 @@ impl Registry {
             armed: true,
         };
         let result = async {
-            let digester = Digester::new(digest.algorithm());
-            let (digester, n) = copy_into(&self.blobs, id, digester, body, ())
-                .await?
-                .result?;
+            let start = Hash::Ready(Box::new(Digester::new(digest.algorithm())));
+            let (hash, n) = copy_into(&self.blobs, id, start, body, ()).await?.result?;
+            let digester = hash.resolve().await.ok_or_else(|| {
+                RegistryError::Storage(StorageError::Task("the upload's hasher failed".into()))
+            })?;
             if let Some(want) = declared_len
                 && want != n
             {
@@ -601,6 +602,59 @@ mod tests {
         reg.complete_upload(&repo, id, &whole, None, body(&[b"def"]))
             .await
             .unwrap();
+    }
+
+    /// Chunks are answered while the previous chunk may still be hashing: many
+    /// chunks in a row, a failed one among them, still hash to exactly the bytes
+    /// kept, in order.
+    #[tokio::test]
+    async fn pipelined_chunk_hashes_chain_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path(), Limits::default()).await.unwrap();
+        let repo: RepoName = "a".parse().unwrap();
+        let id = reg.start_upload(&repo).await.unwrap();
+        let mut kept = Vec::new();
+        for i in 0..40u32 {
+            let chunk: Vec<u8> = (0..100_000u32).map(|j| ((i * 7 + j) % 251) as u8).collect();
+            let chunk: &'static [u8] = Box::leak(chunk.into_boxed_slice());
+            if i == 17 {
+                let failing = body(&[chunk]).chain(stream::iter(vec![Err(std::io::Error::other(
+                    "connection reset",
+                ))]));
+                assert!(reg.append_upload(&repo, id, None, failing).await.is_err());
+                continue;
+            }
+            let start = kept.len() as u64;
+            let end = start + chunk.len() as u64 - 1;
+            let len = reg
+                .append_upload(&repo, id, Some((start, end)), body(&[chunk]))
+                .await
+                .unwrap();
+            kept.extend_from_slice(chunk);
+            assert_eq!(len, kept.len() as u64);
+        }
+        let wrong = Digest::sha256_of(b"not these bytes");
+        let err = reg
+            .complete_upload(&repo, id, &wrong, None, body(&[]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::DigestInvalid(_)), "{err}");
+
+        let id = reg.start_upload(&repo).await.unwrap();
+        for piece in kept.chunks(300_001) {
+            let piece: &'static [u8] = Box::leak(piece.to_vec().into_boxed_slice());
+            reg.append_upload(&repo, id, None, body(&[piece]))
+                .await
+                .unwrap();
+        }
+        let whole = Digest::sha256_of(&kept);
+        reg.complete_upload(&repo, id, &whole, None, body(&[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            reg.blob_size(&repo, &whole).await.unwrap(),
+            kept.len() as u64
+        );
     }
 
     /// A monolithic push whose request is dropped leaves no temp file behind.

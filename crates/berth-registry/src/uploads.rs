@@ -10,9 +10,12 @@
 //!              └──DELETE──► Removed
 //! ```
 //!
-//! Bytes go to the upload's file while being hashed; the running hash lives in memory
-//! beside its length. After a restart (or if a chunk failed half-way) the hash is
-//! rebuilt by reading the file once, so an upload can always be continued.
+//! Bytes go to the upload's file while being hashed (one thread writes, another
+//! hashes); the running hash lives in memory beside its length. A chunk is
+//! answered once written, while its hash may still be finishing: the next chunk's
+//! hasher takes the state over when it is done (`Hash::Pending`). After a restart
+//! (or if a chunk failed half-way, or a hasher died) the hash is rebuilt by reading
+//! the file once, so an upload can always be continued.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,11 +27,40 @@ use futures_util::{Stream, StreamExt};
 
 use crate::{RegistryError, Result};
 
+/// The running hash of an upload's bytes.
+#[derive(Debug)]
+pub(crate) enum Hash {
+    /// Up to date (boxed: a digester is a few hundred bytes, a receiver a pointer).
+    Ready(Box<Digester>),
+    /// Still being computed by the hasher of the last chunk, which hands it over
+    /// when done: a `PATCH` is answered once its bytes are written, and the next
+    /// chunk arrives while the last one is still being hashed.
+    Pending(tokio::sync::oneshot::Receiver<Digester>),
+}
+
+impl Hash {
+    /// Wait for the hash; `None` if the hasher that owed it failed.
+    pub(crate) async fn resolve(self) -> Option<Digester> {
+        match self {
+            Hash::Ready(d) => Some(*d),
+            Hash::Pending(rx) => rx.await.ok(),
+        }
+    }
+
+    /// As [`Hash::resolve`], from a blocking thread.
+    fn resolve_blocking(self) -> Option<Digester> {
+        match self {
+            Hash::Ready(d) => Some(*d),
+            Hash::Pending(rx) => rx.blocking_recv().ok(),
+        }
+    }
+}
+
 /// Running state of one upload: bytes received and their hash so far.
 #[derive(Debug)]
 pub(crate) struct UploadState {
     /// `None` until rebuilt from the file (after a restart or a failed chunk).
-    hashed: Option<(Digester, u64)>,
+    hashed: Option<(Hash, u64)>,
 }
 
 /// Per-upload locks and hash states.
@@ -61,18 +93,14 @@ async fn rehash(blobs: &BlobStore, id: UploadId, algorithm: Algorithm) -> Result
 }
 
 impl UploadState {
-    /// Current length and hash, rebuilding them from the file if needed.
-    pub(crate) async fn current(
-        &mut self,
-        blobs: &BlobStore,
-        id: UploadId,
-    ) -> Result<(Digester, u64)> {
-        if let Some((d, len)) = &self.hashed {
-            return Ok((d.clone(), *len));
+    /// Take the current hash and length out of the state, rebuilding them from the
+    /// file if they are not known.
+    async fn take_current(&mut self, blobs: &BlobStore, id: UploadId) -> Result<(Hash, u64)> {
+        if let Some(current) = self.hashed.take() {
+            return Ok(current);
         }
         let (d, len) = rehash(blobs, id, Algorithm::Sha256).await?;
-        self.hashed = Some((d.clone(), len));
-        Ok((d, len))
+        Ok((Hash::Ready(Box::new(d)), len))
     }
 
     /// Bytes received so far.
@@ -93,10 +121,13 @@ impl UploadState {
         id: UploadId,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
-        let (digester, len) = self.current(blobs, id).await?;
-        if digester.algorithm() == algorithm {
-            return Ok((digester.finish(), len));
+        let (hash, len) = self.take_current(blobs, id).await?;
+        if let Some(d) = hash.resolve().await
+            && d.algorithm() == algorithm
+        {
+            return Ok((d.finish(), len));
         }
+        // Another algorithm than the running hash's, or a hasher that failed.
         let (d, len) = rehash(blobs, id, algorithm).await?;
         Ok((d.finish(), len))
     }
@@ -120,29 +151,29 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let (digester, start_len) = state.current(blobs, id).await?;
-    if let Some((start, end)) = range {
-        if start != start_len {
-            return Err(RegistryError::RangeNotSatisfiable {
-                current: start_len,
-                start,
-            });
-        }
-        if end < start {
-            return Err(RegistryError::UploadInvalid(format!(
-                "Content-Range {start}-{end} ends before it starts"
-            )));
-        }
+    let (hash, start_len) = state.take_current(blobs, id).await?;
+    let refused = match range {
+        Some((start, _)) if start != start_len => Some(RegistryError::RangeNotSatisfiable {
+            current: start_len,
+            start,
+        }),
+        Some((start, end)) if end < start => Some(RegistryError::UploadInvalid(format!(
+            "Content-Range {start}-{end} ends before it starts"
+        ))),
+        _ => None,
+    };
+    if let Some(e) = refused {
+        state.hashed = Some((hash, start_len));
+        return Err(e);
     }
-    // If this future is dropped mid-body (client gone), the file may hold part of
-    // the chunk: forget the in-memory state so it is rebuilt from the file. The
-    // writer thread keeps the guard until it has stopped writing, so the next
-    // request on this upload waits for it.
-    state.hashed = None;
+    // From here the state holds no hash: if this future is dropped mid-body (client
+    // gone), the file may hold part of the chunk, and the hash is rebuilt from the
+    // file. The writer thread keeps the guard until it has stopped writing, so the
+    // next request on this upload waits for it.
     let Copied {
         keep: mut state,
         result,
-    } = copy_into(blobs, id, digester, body, state).await?;
+    } = copy_into(blobs, id, hash, body, state).await?;
     let result = match result {
         Ok((digester, n)) => match range {
             Some((start, end)) if n != end - start + 1 => Err(RegistryError::SizeInvalid(format!(
@@ -154,9 +185,9 @@ where
         Err(e) => Err(e),
     };
     match result {
-        Ok((digester, n)) => {
+        Ok((hash, n)) => {
             let len = start_len + n;
-            state.hashed = Some((digester, len));
+            state.hashed = Some((hash, len));
             Ok((state, len))
         }
         Err(e) => {
@@ -174,20 +205,24 @@ const QUEUE_CHUNKS: usize = 16;
 pub(crate) struct Copied<K> {
     /// The token passed in, returned once the writer thread is done with the file.
     pub(crate) keep: K,
-    /// The digester fed with every byte written, and the number of bytes.
-    pub(crate) result: Result<(Digester, u64)>,
+    /// The hash of everything before and in this body (maybe still being computed),
+    /// and the number of bytes written.
+    pub(crate) result: Result<(Hash, u64)>,
 }
 
-/// Stream `body` to the end of upload `id`. Two blocking threads take each chunk
-/// as it arrives, one writing it and one hashing it, so receiving, writing and
-/// hashing overlap; the hash, one pass over the data, is the slowest of the three
-/// and sets the pace. `keep` is held by the writer until it no longer touches the
-/// file, even if this future is dropped, then handed back. The outer error means
-/// a worker thread itself failed (the token is then lost).
+/// Stream `body` to the end of upload `id`, continuing the running hash `hash`.
+///
+/// Two blocking threads take each chunk as it arrives, one writing it and one
+/// hashing it, so receiving, writing and hashing overlap; the hash, one pass over
+/// the data, is the slowest of the three and sets the pace. This returns once
+/// every byte is written; the hash may still be running (`Hash::Pending`), so the
+/// client can send its next chunk meanwhile. `keep` is held by the writer until it
+/// no longer touches the file, even if this future is dropped, then handed back.
+/// The outer error means the writer thread itself failed (the token is then lost).
 pub(crate) async fn copy_into<S, E, K>(
     blobs: &BlobStore,
     id: UploadId,
-    digester: Digester,
+    hash: Hash,
     body: S,
     keep: K,
 ) -> Result<Copied<K>>
@@ -212,18 +247,24 @@ where
         let result = write();
         (keep, result)
     });
-    let hasher = tokio::task::spawn_blocking(move || {
-        let mut digester = digester;
+    let (hashed, hash_rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        // The previous chunk's hasher may still be running: wait for its state.
+        // If it failed, send nothing; whoever needs the hash rebuilds it.
+        let Some(mut digester) = hash.resolve_blocking() else {
+            return;
+        };
         while let Some(chunk) = hasher_rx.blocking_recv() {
             digester.update(&chunk);
         }
-        digester
+        let _ = hashed.send(digester);
     });
     let mut body = std::pin::pin!(body);
     let mut failure = None;
     while let Some(chunk) = body.next().await {
         match chunk {
-            // A closed channel means the writer failed; its error is reported below.
+            // A closed channel means the writer failed (reported below) or the
+            // hasher gave up (the hash is then rebuilt when needed).
             Ok(c) => {
                 if to_hasher.send(c.clone()).await.is_err() || to_writer.send(c).await.is_err() {
                     break;
@@ -239,10 +280,9 @@ where
     }
     drop((to_writer, to_hasher));
     let (keep, written) = writer.await.map_err(RegistryError::task)?;
-    let digester = hasher.await.map_err(RegistryError::task)?;
     let result = match failure {
         Some(e) => Err(e),
-        None => written.map(|n| (digester, n)),
+        None => written.map(|n| (Hash::Pending(hash_rx), n)),
     };
     Ok(Copied { keep, result })
 }
