@@ -3,8 +3,10 @@
 # On a fresh machine it first installs what the tests need (Debian packages: skopeo,
 # podman, docker.io, umoci, busybox-static, …), then runs, in order:
 #   formatting and clippy checks, every cargo test (unit, in-process API,
-#   crash-safety, concurrency), and the real-client tests (skopeo, podman, docker,
-#   umoci) against a spawned `berth serve`.
+#   crash-safety, concurrency), the real-client tests (skopeo, podman, docker,
+#   umoci) against a spawned `berth serve`, and a smoke run of the benchmark harness
+#   (benches/compare.sh --smoke: tiny sizes, proves the script works; timings never
+#   fail it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,3 +29,6 @@ cargo test --workspace --locked
 
 step "real clients against berth serve"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/clients/run.sh
+
+step "benchmark harness smoke run"
+bash benches/compare.sh --smoke --berth target/debug/berth --skip-build

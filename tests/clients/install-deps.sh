@@ -9,10 +9,13 @@ export DEBIAN_FRONTEND=noninteractive
 # docker-registry (CNCF Distribution 2.8) is the stand-in registry used with
 # REGISTRY_UNDER_TEST=distribution; jq/curl/coreutils/procps/util-linux/iproute2 are
 # used by the scripts themselves (jq, curl, sha256sum, timeout, pgrep, findmnt, ss);
-# openssl makes the test CA and certificates of cases/60-auth-tls.sh.
+# openssl makes the test CA and certificates of cases/60-auth-tls.sh. The benchmark
+# harness (benches/compare.sh, smoke-run by scripts/test.sh) also uses docker-registry,
+# openssl (`openssl speed`, the SHA-256 ceiling), jq, curl and nginx-light (nginx serving
+# a static copy of the test blob: the GET ceiling).
 PKGS=(skopeo podman docker.io containerd runc conmon umoci busybox-static
       docker-registry jq curl coreutils procps util-linux iproute2
-      ca-certificates golang-github-containers-common openssl)
+      ca-certificates golang-github-containers-common openssl nginx-light)
 
 missing=()
 for p in "${PKGS[@]}"; do
