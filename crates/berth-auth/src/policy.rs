@@ -33,6 +33,7 @@
 //! actions = ["pull", "push", "delete"]
 //! ```
 
+use berth_oci::RepoPattern;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -291,144 +292,10 @@ pub enum PolicyError {
     },
 }
 
-/// One `/`-separated component of a compiled pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    /// `**`: zero or more whole components.
-    AnyComponents,
-    /// A component made of literal characters, `*` and `?`.
-    Component(Vec<Token>),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Token {
-    Literal(char),
-    /// `*`: zero or more characters within the component.
-    Star,
-    /// `?`: exactly one character.
-    Question,
-}
-
-/// A compiled repository glob.
-///
-/// Hand-written rather than `globset`: the semantics wanted are exactly
-/// "`*`/`?` within one component, `**` only as a whole component matching
-/// zero or more components", with no character classes, braces or escapes
-/// (none of which can appear in OCI repository names), and the trailing
-/// `/**` must also match the bare prefix (`team-a/**` matches `team-a`),
-/// which is a few lines here and awkward to express through globset.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Pattern {
-    text: String,
-    segments: Vec<Segment>,
-    /// Specificity: (length in characters, no wildcard at all).
-    rank: (usize, bool),
-}
-
-impl Pattern {
-    fn compile(text: &str) -> Result<Pattern, String> {
-        if text.is_empty() {
-            return Err("empty pattern".to_owned());
-        }
-        let mut segments = Vec::new();
-        for component in text.split('/') {
-            if component.is_empty() {
-                return Err("empty path component (leading, trailing or double '/')".to_owned());
-            }
-            if component == "**" {
-                // Consecutive `**` are equivalent to one.
-                if segments.last() != Some(&Segment::AnyComponents) {
-                    segments.push(Segment::AnyComponents);
-                }
-                continue;
-            }
-            if component.contains("**") {
-                return Err("'**' must be a whole path component".to_owned());
-            }
-            if let Some(c) = component
-                .chars()
-                .find(|c| c.is_control() || c.is_whitespace())
-            {
-                return Err(format!("character {c:?} not allowed"));
-            }
-            let tokens = component
-                .chars()
-                .map(|c| match c {
-                    '*' => Token::Star,
-                    '?' => Token::Question,
-                    c => Token::Literal(c),
-                })
-                .collect();
-            segments.push(Segment::Component(tokens));
-        }
-        let literal = !text.contains(['*', '?']);
-        Ok(Pattern {
-            text: text.to_owned(),
-            segments,
-            rank: (text.chars().count(), literal),
-        })
-    }
-
-    fn matches(&self, repo: &str) -> bool {
-        let components: Vec<&str> = repo.split('/').collect();
-        match_segments(&self.segments, &components)
-    }
-}
-
-fn match_segments(segments: &[Segment], components: &[&str]) -> bool {
-    match segments.split_first() {
-        None => components.is_empty(),
-        Some((Segment::AnyComponents, rest)) => {
-            (0..=components.len()).any(|skip| match_segments(rest, &components[skip..]))
-        }
-        Some((Segment::Component(tokens), rest)) => match components.split_first() {
-            Some((first, others)) => {
-                let chars: Vec<char> = first.chars().collect();
-                match_component(tokens, &chars) && match_segments(rest, others)
-            }
-            None => false,
-        },
-    }
-}
-
-/// Match one component: classic `*`/`?` wildcard matching with backtracking
-/// to the last `*` (linear in practice, no exponential blow-up).
-fn match_component(tokens: &[Token], text: &[char]) -> bool {
-    let (mut t, mut s) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while s < text.len() {
-        match tokens.get(t) {
-            Some(Token::Star) => {
-                star = Some((t, s));
-                t += 1;
-            }
-            Some(Token::Question) => {
-                t += 1;
-                s += 1;
-            }
-            Some(Token::Literal(c)) if text.get(s) == Some(c) => {
-                t += 1;
-                s += 1;
-            }
-            _ => match star {
-                Some((st, ss)) => {
-                    t = st + 1;
-                    s = ss + 1;
-                    star = Some((st, ss + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    tokens[t.min(tokens.len())..]
-        .iter()
-        .all(|tok| *tok == Token::Star)
-}
-
 /// A validated rule.
 #[derive(Clone, Debug)]
 struct Rule {
-    patterns: Vec<Pattern>,
+    patterns: Vec<RepoPattern>,
     users: HashSet<String>,
     groups: Vec<String>,
     anonymous: bool,
@@ -497,11 +364,12 @@ impl Policy {
             }
             let mut patterns = Vec::with_capacity(rc.repositories.len());
             for (j, text) in rc.repositories.iter().enumerate() {
-                let pattern = Pattern::compile(text).map_err(|reason| PolicyError::BadPattern {
-                    field: format!("rules[{i}].repositories[{j}]"),
-                    pattern: text.clone(),
-                    reason,
-                })?;
+                let pattern =
+                    RepoPattern::compile(text).map_err(|reason| PolicyError::BadPattern {
+                        field: format!("rules[{i}].repositories[{j}]"),
+                        pattern: text.clone(),
+                        reason,
+                    })?;
                 patterns.push(pattern);
             }
             for (j, user) in rc.users.iter().enumerate() {
@@ -566,11 +434,11 @@ impl Policy {
         let mut actions = Actions::NONE;
         for rule in self.rules.iter().filter(|r| self.applies(r, who)) {
             for pattern in &rule.patterns {
-                if best.is_some_and(|b| pattern.rank < b) || !pattern.matches(repo) {
+                if best.is_some_and(|b| pattern.rank() < b) || !pattern.matches(repo) {
                     continue;
                 }
-                if best.is_none_or(|b| pattern.rank > b) {
-                    best = Some(pattern.rank);
+                if best.is_none_or(|b| pattern.rank() > b) {
+                    best = Some(pattern.rank());
                     actions = Actions::NONE;
                 }
                 actions = actions.union(rule.actions);
@@ -599,7 +467,7 @@ impl Policy {
         self.rules
             .iter()
             .filter(|r| self.applies(r, who))
-            .flat_map(|r| r.patterns.iter().map(|p| p.text.as_str()))
+            .flat_map(|r| r.patterns.iter().map(|p| p.as_str()))
             .collect()
     }
 }
@@ -655,7 +523,7 @@ mod tests {
             ("a.b/c_d-e", "a.b/c_d-e", true),
         ];
         for (pattern, repo, expected) in table {
-            let p = Pattern::compile(pattern).unwrap();
+            let p = RepoPattern::compile(pattern).unwrap();
             assert_eq!(p.matches(repo), *expected, "{pattern} vs {repo}");
         }
     }
@@ -665,7 +533,7 @@ mod tests {
         for pattern in [
             "", "/a", "a/", "a//b", "a**", "**b/c", "a/b**", "a b", "a\tb",
         ] {
-            assert!(Pattern::compile(pattern).is_err(), "{pattern:?}");
+            assert!(RepoPattern::compile(pattern).is_err(), "{pattern:?}");
         }
     }
 

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use berth_client::platform::Platform;
 use berth_server::Config;
+use berth_server::admin::AdminRequest;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
+mod maintenance;
 mod progress;
 
 use client::{ClientArgs, TransferArgs};
@@ -35,6 +37,40 @@ enum Command {
         /// TOML configuration file; BERTH_<SECTION>_<KEY> variables override it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Collect garbage online: delete manifests no tag, index or live subject
+    /// reaches, blobs no live manifest references, and stale uploads (older than
+    /// gc.grace). Runs through the admin socket of a running server.
+    Gc {
+        /// Report what would be deleted and the bytes freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: maintenance::StoreArgs,
+    },
+    /// Retention rules ([retention] in the configuration).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Re-hash every stored blob and manifest; quarantine corrupt ones and check
+    /// that tags, manifests and blobs point at each other. Exit 1 if anything is wrong.
+    Scrub {
+        /// Most bytes read per second (e.g. 64MiB; 0 for no limit) [config: scrub.rate].
+        #[arg(long, value_name = "SIZE")]
+        rate: Option<String>,
+        #[command(flatten)]
+        store: maintenance::StoreArgs,
+    },
+    /// Storage used per repository (unique blob bytes) with quotas.
+    Usage {
+        #[command(flatten)]
+        store: maintenance::StoreArgs,
+    },
+    /// List objects scrub has quarantined.
+    Quarantine {
+        #[command(flatten)]
+        store: maintenance::StoreArgs,
     },
     /// Check a configuration file (with environment overrides) and report every
     /// problem; exit 0 only when it is valid.
@@ -193,6 +229,18 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Delete the tags the rules select (the next gc frees their space).
+    Apply {
+        /// Report what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: maintenance::StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum IndexCommand {
     /// Build an OCI image index from existing manifests of one registry (platforms
     /// read from their configs) and push it to REF.
@@ -239,6 +287,31 @@ fn main() -> ExitCode {
             command: LayoutCommand::Verify { dir },
         } => layout_verify(&dir),
         Command::Passwd { file, user, argon2 } => passwd(&file, &user, argon2),
+        Command::Gc { dry_run, store } => {
+            maintenance::run("gc", &store, AdminRequest::Gc { dry_run })
+        }
+        Command::Retention {
+            command: RetentionCommand::Apply { dry_run, store },
+        } => maintenance::run(
+            "retention apply",
+            &store,
+            AdminRequest::Retention { dry_run },
+        ),
+        Command::Scrub { rate, store } => {
+            let rate = match rate.map(|r| berth_registry::policy::Amount::Text(r).bytes()) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(e)) => {
+                    eprintln!("berth scrub: --rate: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            maintenance::run("scrub", &store, AdminRequest::Scrub { rate })
+        }
+        Command::Usage { store } => maintenance::run("usage", &store, AdminRequest::Usage),
+        Command::Quarantine { store } => {
+            maintenance::run("quarantine", &store, AdminRequest::Quarantine)
+        }
         Command::Bench(args) => bench(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

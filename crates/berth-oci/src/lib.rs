@@ -11,6 +11,7 @@ pub mod layout;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod pattern;
 pub mod reference;
 pub mod schema;
 
@@ -18,4 +19,5 @@ pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use error::{ErrorBody, ErrorCode, ErrorEntry};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use pattern::RepoPattern;
 pub use reference::{ImageReference, Location, ReferenceError};

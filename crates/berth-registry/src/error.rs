@@ -57,6 +57,9 @@ pub enum RegistryError {
     /// The repository does not exist.
     #[error("repository {0} is not known")]
     NameUnknown(String),
+    /// Refused by policy: an immutable tag, a quota.
+    #[error("{0}")]
+    Denied(String),
     /// Storage failed; never the client's fault.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -79,6 +82,7 @@ impl RegistryError {
             | RegistryError::DescriptorSizeMismatch { .. } => ErrorCode::ManifestInvalid,
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             RegistryError::NameUnknown(_) => ErrorCode::NameUnknown,
+            RegistryError::Denied(_) => ErrorCode::Denied,
             RegistryError::Storage(_) => return None,
         })
     }

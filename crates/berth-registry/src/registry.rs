@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use berth_oci::{Digest, Digester, Reference, RepoName, Tag, manifest, media_type};
 use berth_storage::{
-    BlobFile, BlobStore, DirLock, ManifestRecord, Metadata, PutManifestError, StorageError,
-    StoredManifest, UploadId,
+    BlobFile, BlobStore, Deleted, DirLock, Linked, ManifestRecord, Metadata, Mounted,
+    PutManifestError, StorageError, StoredManifest, UploadId,
 };
 use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::cache::{Change, ManifestCache};
+use crate::policy::Lifecycle;
+use crate::tracking::{BlobLocks, PullLog, RecentBlobs};
 use crate::uploads::{self, Hash, UploadTable, copy_into};
 use crate::{RegistryError, Result};
 
@@ -45,11 +47,20 @@ pub struct ManifestPut {
 /// The registry: a blob store and a metadata store, plus in-flight upload state.
 #[derive(Debug)]
 pub struct Registry {
-    blobs: BlobStore,
-    meta: Arc<Metadata>,
-    uploads: UploadTable,
-    cache: Arc<ManifestCache>,
+    pub(crate) blobs: BlobStore,
+    pub(crate) meta: Arc<Metadata>,
+    pub(crate) uploads: UploadTable,
+    pub(crate) cache: Arc<ManifestCache>,
     limits: Limits,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    /// Orders a blob's commit against GC and scrub removing the same digest.
+    pub(crate) blob_locks: BlobLocks,
+    /// Blobs clients asked about lately (live for GC during the grace period).
+    pub(crate) recent: RecentBlobs,
+    /// Manifests pulled since the last flush.
+    pub(crate) pulls: PullLog,
+    /// One garbage collection, retention or scrub pass at a time.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
     _lock: DirLock,
 }
 
@@ -57,6 +68,12 @@ impl Registry {
     /// Open the registry stored in `data_dir`, creating it if empty, and reconcile
     /// upload files with upload sessions left by an earlier run.
     pub async fn open(data_dir: &Path, limits: Limits) -> Result<Self> {
+        Self::open_with(data_dir, limits, Lifecycle::default()).await
+    }
+
+    /// [`Registry::open`] with a lifecycle policy (immutable tags, quotas, GC,
+    /// retention and scrub settings).
+    pub async fn open_with(data_dir: &Path, limits: Limits, lifecycle: Lifecycle) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| StorageError::Io {
             op: "create",
             path: data_dir.to_owned(),
@@ -73,6 +90,11 @@ impl Registry {
                 usize::try_from(limits.manifest_cache_bytes).unwrap_or(usize::MAX),
             )),
             limits,
+            lifecycle: Arc::new(lifecycle),
+            blob_locks: BlobLocks::new(),
+            recent: RecentBlobs::default(),
+            pulls: PullLog::new(),
+            maintenance: tokio::sync::Mutex::new(()),
             _lock: lock,
         };
         registry.reconcile_uploads().await?;
@@ -82,6 +104,11 @@ impl Registry {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The lifecycle policy in force.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// Remove upload files with no session (monolithic uploads cut short by a crash)
@@ -109,7 +136,7 @@ impl Registry {
         Ok(())
     }
 
-    async fn db<T: Send + 'static>(
+    pub(crate) async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Metadata) -> std::result::Result<T, StorageError> + Send + 'static,
     ) -> Result<T> {
@@ -121,8 +148,16 @@ impl Registry {
 
     // ---- blobs ------------------------------------------------------------------
 
-    /// Size of a blob linked in `repo`.
+    /// Size of a blob linked in `repo` (`HEAD`). A client that finds a blob here
+    /// may skip uploading it and reference it from a manifest soon after, so the
+    /// blob counts as live for garbage collection during the grace period.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        let size = self.linked_size(repo, digest).await?;
+        self.recent.touch(digest, self.lifecycle.gc.grace);
+        Ok(size)
+    }
+
+    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let (r, d) = (repo.to_string(), digest.clone());
         self.db(move |m| m.blob_in_repo(&r, &d))
             .await?
@@ -131,7 +166,7 @@ impl Registry {
 
     /// Open a blob linked in `repo` for streaming.
     pub async fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobFile> {
-        self.blob_size(repo, digest).await?;
+        self.linked_size(repo, digest).await?;
         match self.blobs.open_blob(digest).await? {
             Some(f) => Ok(f),
             None => {
@@ -163,7 +198,12 @@ impl Registry {
             return Ok(false);
         }
         let (r, f, d) = (repo.to_string(), from.to_string(), digest.clone());
-        Ok(self.db(move |m| m.mount_blob(&r, &f, &d)).await?.is_some())
+        let quota = self.lifecycle.quota(repo.as_str());
+        match self.db(move |m| m.mount_blob(&r, &f, &d, quota)).await? {
+            Mounted::Yes(_) => Ok(true),
+            Mounted::NotInSource => Ok(false),
+            Mounted::OverQuota { used } => Err(self.over_quota(repo, used, 0)),
+        }
     }
 
     /// Push a whole blob in one request (`POST ?digest=`). `declared_len` is the
@@ -179,6 +219,7 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        let room = self.quota_room(repo, digest, declared_len).await?;
         // No session row: if the process dies, startup removes the orphan file; if
         // the request is dropped, the guard removes it.
         let id = UploadId::new();
@@ -190,7 +231,9 @@ impl Registry {
         };
         let result = async {
             let start = Hash::Ready(Box::new(Digester::new(digest.algorithm())));
-            let (hash, n) = copy_into(&self.blobs, id, start, body, ()).await?.result?;
+            let (hash, n) = copy_into(&self.blobs, id, start, body, (), room)
+                .await?
+                .result?;
             let digester = hash.resolve().await.ok_or_else(|| {
                 RegistryError::Storage(StorageError::Task("the upload's hasher failed".into()))
             })?;
@@ -202,9 +245,7 @@ impl Registry {
                 )));
             }
             verify_digest(digest, digester.finish())?;
-            self.blobs.commit_upload(id, digest).await?;
-            let (r, d) = (repo.to_string(), digest.clone());
-            self.db(move |m| m.link_blob(&r, &d, n, None)).await
+            self.commit_and_link(repo, id, digest, n, None).await
         }
         .await;
         guard.armed = false;
@@ -255,7 +296,8 @@ impl Registry {
     {
         self.check_session(repo, id).await?;
         let state = self.uploads.get(id).lock_owned().await;
-        let (_state, len) = uploads::append(state, &self.blobs, id, range, body).await?;
+        let room = self.session_room(repo, id, range).await?;
+        let (_state, len) = uploads::append(state, &self.blobs, id, range, body, room).await?;
         Ok(len)
     }
 
@@ -275,17 +317,112 @@ impl Registry {
     {
         self.check_session(repo, id).await?;
         let state = self.uploads.get(id).lock_owned().await;
-        let (mut state, _) = uploads::append(state, &self.blobs, id, range, body).await?;
+        let room = self.session_room(repo, id, range).await?;
+        let (mut state, _) = uploads::append(state, &self.blobs, id, range, body, room).await?;
         let (actual, len) = state.finish(&self.blobs, id, digest.algorithm()).await?;
         if let Err(e) = verify_digest(digest, actual) {
             self.end_upload(id).await?;
             return Err(e);
         }
+        let linked = self.commit_and_link(repo, id, digest, len, Some(id)).await;
+        if linked.is_err() {
+            self.end_upload(id).await?;
+        }
+        self.uploads.remove(id);
+        linked
+    }
+
+    /// Make a verified upload visible as `digest` and link it into `repo`, within
+    /// the repository's quota. The blob's stripe lock is held from the rename to
+    /// the link, so garbage collection never removes a file between the two.
+    async fn commit_and_link(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        digest: &Digest,
+        len: u64,
+        session: Option<UploadId>,
+    ) -> Result<()> {
+        let quota = self.lifecycle.quota(repo.as_str());
+        if let Some(q) = quota {
+            let (r, d) = (repo.to_string(), digest.clone());
+            let linked = self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some();
+            let r = repo.to_string();
+            let used = self.db(move |m| m.usage_of(&r)).await?;
+            if !linked && used.saturating_add(len) > q {
+                return Err(self.over_quota(repo, used, len));
+            }
+        }
+        let _order = self.blob_locks.lock(digest).await;
         self.blobs.commit_upload(id, digest).await?;
         let (r, d) = (repo.to_string(), digest.clone());
-        self.db(move |m| m.link_blob(&r, &d, len, Some(id))).await?;
-        self.uploads.remove(id);
-        Ok(())
+        match self
+            .db(move |m| m.link_blob(&r, &d, len, session, quota))
+            .await?
+        {
+            Linked::Yes => Ok(()),
+            Linked::OverQuota { used } => Err(self.over_quota(repo, used, len)),
+        }
+    }
+
+    /// The quota error for `repo`, which holds `used` bytes, refusing `more`.
+    fn over_quota(&self, repo: &RepoName, used: u64, more: u64) -> RegistryError {
+        let limit = self.lifecycle.quota(repo.as_str()).unwrap_or(0);
+        RegistryError::Denied(format!(
+            "repository {repo} is over its quota: {used} of {limit} bytes used, {more} more refused"
+        ))
+    }
+
+    /// Bytes a monolithic push of `digest` may still write into `repo` under its
+    /// quota (`None`: no limit). Refused at once when the declared length does
+    /// not fit; a blob the repository already links costs nothing.
+    async fn quota_room(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        declared_len: Option<u64>,
+    ) -> Result<Option<u64>> {
+        let Some(q) = self.lifecycle.quota(repo.as_str()) else {
+            return Ok(None);
+        };
+        let (r, d) = (repo.to_string(), digest.clone());
+        if self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some() {
+            return Ok(None);
+        }
+        let r = repo.to_string();
+        let used = self.db(move |m| m.usage_of(&r)).await?;
+        let room = q.saturating_sub(used);
+        if let Some(n) = declared_len
+            && n > room
+        {
+            return Err(self.over_quota(repo, used, n));
+        }
+        Ok(Some(room))
+    }
+
+    /// Bytes a chunk may add to upload `id` in `repo` under its quota (`None`:
+    /// no limit), counting what the upload holds already; refused at once when
+    /// the chunk's declared range does not fit.
+    async fn session_room(
+        &self,
+        repo: &RepoName,
+        id: UploadId,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<u64>> {
+        let Some(q) = self.lifecycle.quota(repo.as_str()) else {
+            return Ok(None);
+        };
+        let r = repo.to_string();
+        let used = self.db(move |m| m.usage_of(&r)).await?;
+        let held = self.blobs.upload_len(id).await?.unwrap_or(0);
+        let room = q.saturating_sub(used).saturating_sub(held);
+        if let Some((start, end)) = range
+            && end >= start
+            && end - start + 1 > room
+        {
+            return Err(self.over_quota(repo, used + held, end - start + 1));
+        }
+        Ok(Some(room))
     }
 
     /// Cancel an upload session (`DELETE`).
@@ -357,10 +494,12 @@ impl Registry {
         let r = repo.to_string();
         let meta = self.meta.clone();
         let cache = self.cache.clone();
+        let lifecycle = self.lifecycle.clone();
         // The cache is invalidated on the blocking thread, right after the commit:
         // that runs even if this request is dropped while waiting.
         tokio::task::spawn_blocking(move || {
-            meta.put_manifest(&r, &record, &tags)?;
+            let guard = |tag: &str| lifecycle.immutable_rule(&r, tag);
+            meta.put_manifest(&r, &record, &tags, &guard)?;
             cache.invalidate(Change::Tags {
                 repo: &r,
                 tags: &tags,
@@ -380,6 +519,9 @@ impl Registry {
                 declared,
                 actual,
             },
+            PutManifestError::ImmutableTag { tag, rule } => RegistryError::Denied(format!(
+                "tag {tag} of {repo} is immutable (rule {rule}): it cannot be moved to another manifest"
+            )),
             PutManifestError::Storage(s) => RegistryError::Storage(s),
         })?;
         Ok(ManifestPut { digest, subject })
@@ -416,6 +558,22 @@ impl Registry {
         Ok(m)
     }
 
+    /// Note that `digest` was pulled from `repo` (a manifest `GET`); written to the
+    /// database in batches by [`Registry::flush_pulls`].
+    pub fn record_pull(&self, repo: &RepoName, digest: &Digest) {
+        self.pulls.note(repo.as_str(), digest);
+    }
+
+    /// Write the pulls noted since the last flush, in one transaction.
+    pub async fn flush_pulls(&self) -> Result<()> {
+        let batch = self.pulls.drain();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = berth_storage_now();
+        self.db(move |m| m.record_pulls(&batch, now)).await
+    }
+
     /// Delete a tag (only the tag) or a manifest by digest (with its tags).
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         let r = repo.to_string();
@@ -423,6 +581,11 @@ impl Registry {
         // As in put_manifest: invalidate on the blocking thread, after the commit.
         let deleted = match reference {
             Reference::Tag(t) => {
+                if let Some(rule) = self.lifecycle.immutable_rule(repo.as_str(), t.as_str()) {
+                    return Err(RegistryError::Denied(format!(
+                        "tag {t} of {repo} is immutable (rule {rule}): it cannot be deleted"
+                    )));
+                }
                 let t = t.to_string();
                 self.db(move |m| {
                     let deleted = m.delete_tag(&r, &t)?;
@@ -436,15 +599,29 @@ impl Registry {
             }
             Reference::Digest(d) => {
                 let d = d.clone();
-                self.db(move |m| {
-                    let deleted = m.delete_manifest(&r, &d)?;
-                    cache.invalidate(Change::ManifestDeleted {
-                        repo: &r,
-                        digest: &d,
-                    });
-                    Ok(deleted)
-                })
-                .await?
+                let lifecycle = self.lifecycle.clone();
+                let outcome = self
+                    .db(move |m| {
+                        let guard = |tag: &str| lifecycle.immutable_rule(&r, tag);
+                        let outcome = m.delete_manifest(&r, &d, &guard)?;
+                        if outcome == Deleted::Yes {
+                            cache.invalidate(Change::ManifestDeleted {
+                                repo: &r,
+                                digest: &d,
+                            });
+                        }
+                        Ok(outcome)
+                    })
+                    .await?;
+                match outcome {
+                    Deleted::Yes => true,
+                    Deleted::NotFound => false,
+                    Deleted::Protected { tag, rule } => {
+                        return Err(RegistryError::Denied(format!(
+                            "manifest {reference} of {repo} is tagged {tag}, which is immutable (rule {rule}): it cannot be deleted"
+                        )));
+                    }
+                }
             }
         };
         if deleted {
@@ -526,6 +703,14 @@ impl Drop for TempUpload {
             });
         }
     }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn berth_storage_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn verify_digest(want: &Digest, actual: Digest) -> Result<()> {

@@ -146,6 +146,7 @@ pub(crate) async fn append<S, E>(
     id: UploadId,
     range: Option<(u64, u64)>,
     body: S,
+    room: Option<u64>,
 ) -> Result<(StateGuard, u64)>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Send,
@@ -173,7 +174,7 @@ where
     let Copied {
         keep: mut state,
         result,
-    } = copy_into(blobs, id, hash, body, state).await?;
+    } = copy_into(blobs, id, hash, body, state, room).await?;
     let result = match result {
         Ok((digester, n)) => match range {
             Some((start, end)) if n != end - start + 1 => Err(RegistryError::SizeInvalid(format!(
@@ -225,6 +226,7 @@ pub(crate) async fn copy_into<S, E, K>(
     hash: Hash,
     body: S,
     keep: K,
+    room: Option<u64>,
 ) -> Result<Copied<K>>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Send,
@@ -261,11 +263,21 @@ where
     });
     let mut body = std::pin::pin!(body);
     let mut failure = None;
+    let mut taken = 0u64;
     while let Some(chunk) = body.next().await {
         match chunk {
+            // Over the quota: stop before writing past it.
+            Ok(c) if room.is_some_and(|r| taken + c.len() as u64 > r) => {
+                failure = Some(RegistryError::Denied(format!(
+                    "the upload would exceed the repository's quota ({} more bytes allowed)",
+                    room.unwrap_or(0)
+                )));
+                break;
+            }
             // A closed channel means the writer failed (reported below) or the
             // hasher gave up (the hash is then rebuilt when needed).
             Ok(c) => {
+                taken += c.len() as u64;
                 if to_hasher.send(c.clone()).await.is_err() || to_writer.send(c).await.is_err() {
                     break;
                 }

@@ -22,6 +22,8 @@ enum Kind {
     Bool,
     Float,
     StrList,
+    /// A duration or size: a non-negative integer or a string with a unit.
+    Amount,
     /// A nested table or array of tables, checked when the typed config is built.
     Nested,
 }
@@ -84,6 +86,25 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("audit", &[("file", Kind::Str)]),
+    (
+        "gc",
+        &[
+            ("interval", Kind::Amount),
+            ("grace", Kind::Amount),
+            ("untagged", Kind::Str),
+            ("upload_max_age", Kind::Amount),
+        ],
+    ),
+    (
+        "scrub",
+        &[("interval", Kind::Amount), ("rate", Kind::Amount)],
+    ),
+    (
+        "retention",
+        &[("interval", Kind::Amount), ("rules", Kind::Nested)],
+    ),
+    ("immutable_tags", &[("rules", Kind::Nested)]),
+    ("quotas", &[("rules", Kind::Nested)]),
 ];
 
 /// Environment variables of berth's client commands whose names look like
@@ -110,6 +131,16 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `[audit]`: where audit events go.
     pub audit: AuditConfig,
+    /// `[gc]`: online garbage collection.
+    pub gc: berth_registry::policy::GcConfig,
+    /// `[scrub]`: background re-hashing of stored content.
+    pub scrub: berth_registry::policy::ScrubConfig,
+    /// `[retention]`: which tags to delete, by rule.
+    pub retention: berth_registry::policy::RetentionConfig,
+    /// `[immutable_tags]`: tags that may not be moved or deleted.
+    pub immutable_tags: berth_registry::policy::ImmutableConfig,
+    /// `[quotas]`: storage limits per repository.
+    pub quotas: berth_registry::policy::QuotaConfig,
 }
 
 /// `[tls]`.
@@ -432,6 +463,18 @@ impl Config {
         Ok(config)
     }
 
+    /// The lifecycle sections (`[gc]`, `[scrub]`, `[retention]`,
+    /// `[immutable_tags]`, `[quotas]`) together.
+    pub fn lifecycle(&self) -> berth_registry::LifecycleConfig {
+        berth_registry::LifecycleConfig {
+            gc: self.gc.clone(),
+            scrub: self.scrub.clone(),
+            retention: self.retention.clone(),
+            immutable_tags: self.immutable_tags.clone(),
+            quotas: self.quotas.clone(),
+        }
+    }
+
     /// Check values, reporting every problem.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -455,6 +498,9 @@ impl Config {
             ));
         }
         self.validate_access(origin, &mut problems);
+        if let Err(lifecycle) = berth_registry::Lifecycle::compile(&self.lifecycle()) {
+            problems.extend(lifecycle.into_iter().map(|p| format!("{origin}: {p}")));
+        }
         if tracing_filter_ok(&self.log.level).is_err() {
             problems.push(format!(
                 "{origin}: log.level {:?} is not a valid log filter",
@@ -605,6 +651,14 @@ fn check_schema(table: &toml::Table, origin: &str, problems: &mut Vec<String>) {
                         kind_of(v)
                     ))
                 }
+                Some((_, Kind::Amount))
+                    if !(v.is_str() || v.as_integer().is_some_and(|i| i >= 0)) =>
+                {
+                    problems.push(format!(
+                        "{origin}: {section}.{key} must be a non-negative integer or a string such as \"30d\" or \"10GiB\", not {}",
+                        kind_of(v)
+                    ))
+                }
                 Some((_, Kind::Int)) if v.as_integer().is_none_or(|i| i < 0) => {
                     problems.push(format!(
                         "{origin}: {section}.{key} must be a non-negative integer, not {}",
@@ -676,6 +730,10 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
                     problems.push(format!("environment: {var}={raw:?} must be a number"));
                     continue;
                 }
+            },
+            Kind::Amount => match raw.trim().parse::<u64>() {
+                Ok(i) if i <= i64::MAX as u64 => toml::Value::Integer(i as i64),
+                _ => toml::Value::String(raw.trim().to_owned()),
             },
             Kind::StrList => toml::Value::Array(
                 raw.split(',')
@@ -877,6 +935,7 @@ mod tests {
                     Kind::Bool => "true".to_owned(),
                     Kind::Float => "2.5".to_owned(),
                     Kind::StrList => "[\"a\"]".to_owned(),
+                    Kind::Amount => "\"1h\"".to_owned(),
                     Kind::Nested if *key == "groups" => "{ devs = [\"a\"] }".to_owned(),
                     Kind::Nested => "[]".to_owned(),
                 };

@@ -4,14 +4,17 @@
 //! ([`endpoint`]); handlers ([`handlers`]) call `berth-registry` and never touch
 //! files or SQL; every failure becomes a response through the one mapping in
 //! [`error`]. [`config`] loads and validates `berth serve`'s configuration, and
-//! [`serve`] runs the listener with graceful shutdown.
+//! [`serve`] runs the listener with graceful shutdown, the lifecycle schedule
+//! ([`maintenance`]) and the admin socket ([`admin`]).
 
 pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod handlers;
+pub mod maintenance;
 pub mod tls;
 
 use std::future::Future;
@@ -125,7 +128,9 @@ pub async fn open_registry(config: &Config) -> Result<Registry, ServeError> {
         max_manifest_bytes: config.limits.max_manifest_bytes,
         manifest_cache_bytes: config.limits.manifest_cache_bytes,
     };
-    Registry::open(&config.storage.data_dir, limits)
+    let lifecycle = berth_registry::Lifecycle::compile(&config.lifecycle())
+        .map_err(|problems| ServeError::Config(ConfigError { problems }))?;
+    Registry::open_with(&config.storage.data_dir, limits, lifecycle)
         .await
         .map_err(|source| ServeError::Storage {
             dir: config.storage.data_dir.display().to_string(),
@@ -151,6 +156,16 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let background = maintenance::spawn(registry.clone());
+    let admin_path = config.storage.data_dir.join(admin::SOCKET_NAME);
+    let admin_task = match admin::bind(&admin_path) {
+        Ok(l) => Some(tokio::spawn(admin::serve(l, registry.clone()))),
+        Err(e) => {
+            tracing::warn!(path = %admin_path.display(), error = %e, "no admin socket: `berth gc` and friends cannot reach this server");
+            None
+        }
+    };
+    let flush_on_exit = registry.clone();
     let app = router_with_access(registry, access);
     let stop = async move {
         shutdown.await;
@@ -187,13 +202,22 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         res = server => res.map_err(|source| ServeError::Listen { addr: bound, source }),
         () = deadline => {
             tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time");
             Ok(())
         }
+    };
+    background.abort();
+    if let Some(t) = admin_task {
+        t.abort();
     }
+    let _ = std::fs::remove_file(&admin_path);
+    if let Err(e) = flush_on_exit.flush_pulls().await {
+        tracing::warn!(error = %e, "could not record the last pulls");
+    }
+    result
 }
 
 /// Resolves on SIGTERM or SIGINT.

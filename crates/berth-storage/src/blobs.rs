@@ -57,6 +57,7 @@ impl fmt::Debug for UploadId {
 pub struct BlobStore {
     blobs: PathBuf,
     uploads: PathBuf,
+    quarantine: PathBuf,
 }
 
 /// Bytes per read when streaming a blob out: small enough that a chunk read on one
@@ -282,7 +283,11 @@ impl BlobStore {
         for dir in [&blobs, &uploads] {
             std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create", dir, e))?;
         }
-        Ok(BlobStore { blobs, uploads })
+        Ok(BlobStore {
+            blobs,
+            uploads,
+            quarantine: data_dir.join("quarantine"),
+        })
     }
 
     /// Where a committed blob lives. Built only from a validated [`Digest`].
@@ -439,6 +444,156 @@ impl BlobStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::io("remove", dir, e)),
+        }
+    }
+
+    /// Remove a committed blob's file (garbage collection; the caller has made
+    /// sure nothing links it). False if it was not there.
+    pub async fn remove_blob(&self, digest: &Digest) -> Result<bool> {
+        let path = self.blob_path(digest);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StorageError::io("remove", path, e)),
+        }
+    }
+
+    /// Move a committed blob's file into `quarantine/` so it is never served
+    /// again; returns where it went, or `None` if there was no file.
+    pub async fn quarantine_blob(&self, digest: &Digest) -> Result<Option<PathBuf>> {
+        let src = self.blob_path(digest);
+        let dst = self.quarantine.join(format!(
+            "{}-{}-{}",
+            digest.algorithm().as_str(),
+            digest.hex(),
+            crate::now_secs()
+        ));
+        let dir = self.quarantine.clone();
+        tokio::task::spawn_blocking(move || -> Result<Option<PathBuf>> {
+            std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create", &dir, e))?;
+            match std::fs::rename(&src, &dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StorageError::io("rename", &src, e)),
+            }
+            if let Some(parent) = src.parent()
+                && let Ok(d) = std::fs::File::open(parent)
+            {
+                let _ = d.sync_all();
+            }
+            Ok(Some(dst))
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// Every committed blob file on disk with its size and age in seconds since
+    /// it was last modified (garbage collection finds files metadata forgot).
+    /// Files whose names are not digests are skipped.
+    pub fn blob_files(&self) -> Result<Vec<(Digest, u64, u64)>> {
+        let mut out = Vec::new();
+        let now = std::time::SystemTime::now();
+        let algs = match std::fs::read_dir(&self.blobs) {
+            Ok(rd) => rd,
+            Err(e) => return Err(StorageError::io("list", &self.blobs, e)),
+        };
+        for alg in algs.filter_map(|e| e.ok()) {
+            let Some(alg_name) = alg.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Ok(prefixes) = std::fs::read_dir(alg.path()) else {
+                continue;
+            };
+            for prefix in prefixes.filter_map(|e| e.ok()) {
+                let Ok(files) = std::fs::read_dir(prefix.path()) else {
+                    continue;
+                };
+                for f in files.filter_map(|e| e.ok()) {
+                    let Some(name) = f.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    let Ok(digest) = format!("{alg_name}:{name}").parse::<Digest>() else {
+                        continue;
+                    };
+                    let Ok(meta) = f.metadata() else { continue };
+                    let age = meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| now.duration_since(m).ok())
+                        .map_or(0, |d| d.as_secs());
+                    out.push((digest, meta.len(), age));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seconds since an upload's data was last written, or `None` if it has no file.
+    pub fn upload_idle_secs(&self, id: UploadId) -> Result<Option<u64>> {
+        let path = self.upload_path(id);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(
+                m.modified()
+                    .ok()
+                    .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io("stat", path, e)),
+        }
+    }
+
+    /// Hash a committed blob with `digester`, at most `bytes_per_second` (0: no
+    /// limit); returns the bytes read and the file's inode, or `None` if there is
+    /// no file. Blocking: call it on the blocking pool.
+    pub fn hash_blob_blocking(
+        &self,
+        digest: &Digest,
+        digester: &mut Digester,
+        bytes_per_second: u64,
+    ) -> Result<Option<(u64, u64)>> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let path = self.blob_path(digest);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io("open", path, e)),
+        };
+        let ino = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat", &path, e))?
+            .ino();
+        let mut buf = vec![0u8; 1 << 20];
+        let started = std::time::Instant::now();
+        let mut len = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => return Ok(Some((len, ino))),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StorageError::io("read", path, e)),
+            };
+            digester.update(&buf[..n]);
+            len += n as u64;
+            if bytes_per_second > 0 {
+                let due = std::time::Duration::from_secs_f64(len as f64 / bytes_per_second as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// The inode of a committed blob's file, if it exists (scrub checks the file
+    /// it judged is still the one in place before moving it aside).
+    pub fn blob_inode(&self, digest: &Digest) -> Result<Option<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.blob_path(digest);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.ino())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io("stat", path, e)),
         }
     }
 

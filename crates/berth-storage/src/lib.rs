@@ -15,21 +15,26 @@
 //! ├── blobs/
 //! │   ├── sha256/<first 2 hex>/<hex>      committed blobs, immutable, stored once
 //! │   └── sha512/<first 2 hex>/<hex>
-//! └── uploads/
-//!     └── <uuid>/data                     bytes received so far for one upload session
+//! ├── uploads/
+//! │   └── <uuid>/data                     bytes received so far for one upload session
+//! └── quarantine/
+//!     └── <alg>-<hex>-<unix time>         a blob scrub found corrupt, never served again
 //! ```
 //!
 //! This crate knows nothing of what a manifest means; `berth-registry` does.
 
 mod blobs;
+mod lifecycle;
 mod metadata;
 
 pub use blobs::{BlobFile, BlobStore, BlobStream, UploadAppender, UploadId};
+pub use lifecycle::{GcPlan, Inconsistency, QuarantineRecord, RepoUsage, TagInfo};
 pub use lock::DirLock;
 
 mod lock;
 pub use metadata::{
-    ManifestRecord, Metadata, PutManifestError, ReferrerRow, StoredManifest, UploadSession,
+    Deleted, Linked, ManifestRecord, Metadata, Mounted, PutManifestError, ReferrerRow,
+    StoredManifest, TagGuard, UploadSession,
 };
 
 use std::path::PathBuf;

@@ -74,7 +74,24 @@ CREATE TABLE IF NOT EXISTS uploads (
     repo_id     INTEGER NOT NULL REFERENCES repositories(id),
     started_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Objects scrub found corrupt or missing, moved aside and no longer served.
+CREATE TABLE IF NOT EXISTS quarantine (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    repositories  TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    moved_to      TEXT,
+    found_at      INTEGER NOT NULL
+);
 "#;
+
+/// Changes to tables that already exist, applied in order; `PRAGMA user_version`
+/// counts how many a database has had. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: last-pulled time per manifest (retention), written in batches.
+    "ALTER TABLE manifests ADD COLUMN last_pulled_at INTEGER",
+];
 
 const READERS: usize = 4;
 
@@ -124,9 +141,62 @@ pub enum PutManifestError {
         /// Size stored.
         actual: u64,
     },
+    /// A tag to be moved is protected by an immutability rule.
+    #[error("tag {tag} is immutable (rule {rule})")]
+    ImmutableTag {
+        /// The tag.
+        tag: String,
+        /// The rule protecting it.
+        rule: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Says whether a tag is immutable: `Some(rule name)` if it is.
+pub type TagGuard<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// The outcome of linking a blob into a repository under a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linked {
+    /// Linked (or already was).
+    Yes,
+    /// Not linked: the repository would exceed its quota; `used` is its usage now.
+    OverQuota {
+        /// Bytes of unique blobs the repository links now.
+        used: u64,
+    },
+}
+
+/// The outcome of a cross-repository mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mounted {
+    /// Linked; the blob's size.
+    Yes(u64),
+    /// The source repository does not link the blob.
+    NotInSource,
+    /// Not linked: the repository would exceed its quota.
+    OverQuota {
+        /// Bytes of unique blobs the repository links now.
+        used: u64,
+    },
+}
+
+/// The outcome of deleting a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// Deleted, with its tags.
+    Yes,
+    /// No such manifest in the repository.
+    NotFound,
+    /// A tag pointing at it is immutable; nothing was changed.
+    Protected {
+        /// The tag.
+        tag: String,
+        /// The rule protecting it.
+        rule: String,
+    },
 }
 
 impl From<rusqlite::Error> for PutManifestError {
@@ -182,13 +252,25 @@ fn open_conn(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+/// Apply the migrations this database has not had, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_digest(s: String) -> rusqlite::Result<Digest> {
     s.parse::<Digest>().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
-fn repo_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+pub(crate) fn repo_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT id FROM repositories WHERE name = ?1", [name], |r| {
         r.get(0)
     })
@@ -203,6 +285,68 @@ fn ensure_repo(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     conn.query_row("SELECT id FROM repositories WHERE name = ?1", [name], |r| {
         r.get(0)
     })
+}
+
+/// Bytes of unique blobs `repo` links.
+pub(crate) fn repo_usage(conn: &Connection, repo: i64) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(b.size), 0) FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.repo_id = ?1",
+    )?
+    .query_row([repo], |r| r.get::<_, i64>(0))
+    .map(|n| n as u64)
+}
+
+/// Whether linking `digest` (of `size` bytes) into `repo` keeps it within `quota`;
+/// a blob already linked there costs nothing.
+fn quota_allows(
+    conn: &Connection,
+    repo: i64,
+    digest: &str,
+    size: u64,
+    quota: Option<u64>,
+) -> rusqlite::Result<Linked> {
+    let Some(quota) = quota else {
+        return Ok(Linked::Yes);
+    };
+    let linked: bool = conn
+        .prepare_cached("SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?
+        .exists(params![repo, digest])?;
+    if linked {
+        return Ok(Linked::Yes);
+    }
+    let used = repo_usage(conn, repo)?;
+    Ok(if used.saturating_add(size) > quota {
+        Linked::OverQuota { used }
+    } else {
+        Linked::Yes
+    })
+}
+
+/// Delete manifest `d` of repository `id` with its tags, references and (if no
+/// other repository holds it) its bytes. False if it was not there.
+pub(crate) fn delete_manifest_tx(conn: &Connection, id: i64, d: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+        params![id, d],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    conn.execute(
+        "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2",
+        params![id, d],
+    )?;
+    conn.execute(
+        "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2",
+        params![id, d],
+    )?;
+    conn.execute(
+        "DELETE FROM manifest_content WHERE digest = ?1
+         AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
+        [d],
+    )?;
+    Ok(true)
 }
 
 fn link_blob_tx(conn: &Connection, repo: i64, digest: &str, size: u64) -> rusqlite::Result<()> {
@@ -247,8 +391,9 @@ fn catalog_page_sql() -> String {
 impl Metadata {
     /// Open (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let writer = open_conn(path)?;
+        let mut writer = open_conn(path)?;
         writer.execute_batch(SCHEMA)?;
+        migrate(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| open_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
@@ -259,7 +404,7 @@ impl Metadata {
         })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let conn = self.readers[i]
             .lock()
@@ -267,7 +412,7 @@ impl Metadata {
         Ok(f(&conn)?)
     }
 
-    fn write<T, E: From<rusqlite::Error> + From<StorageError>>(
+    pub(crate) fn write<T, E: From<rusqlite::Error> + From<StorageError>>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
@@ -315,28 +460,48 @@ impl Metadata {
         })
     }
 
-    /// Record a committed blob and link it into `repo`; if `upload` is given, the
-    /// upload session ends in the same transaction.
+    /// Record a committed blob and link it into `repo`, unless that would take
+    /// `repo` over `quota` bytes; if `upload` is given, the upload session ends in
+    /// the same transaction (whatever the outcome).
     pub fn link_blob(
         &self,
         repo: &str,
         digest: &Digest,
         size: u64,
         upload: Option<UploadId>,
-    ) -> Result<()> {
-        self.write(|tx| -> Result<()> {
+        quota: Option<u64>,
+    ) -> Result<Linked> {
+        self.write(|tx| -> Result<Linked> {
             let id = ensure_repo(tx, repo)?;
-            link_blob_tx(tx, id, &digest.to_string(), size)?;
+            let d = digest.to_string();
             if let Some(u) = upload {
                 tx.execute("DELETE FROM uploads WHERE id = ?1", [u.to_string()])?;
             }
-            Ok(())
+            let allowed = quota_allows(tx, id, &d, size, quota)?;
+            if allowed == Linked::Yes {
+                link_blob_tx(tx, id, &d, size)?;
+            }
+            Ok(allowed)
         })
     }
 
-    /// Link `digest` into `repo` if `from` links it; returns its size when mounted.
-    pub fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<Option<u64>> {
-        self.write(|tx| -> Result<Option<u64>> {
+    /// Bytes of unique blobs `repo` links (0 if it does not exist).
+    pub fn usage_of(&self, repo: &str) -> Result<u64> {
+        self.read(|c| match repo_id(c, repo)? {
+            Some(id) => repo_usage(c, id),
+            None => Ok(0),
+        })
+    }
+
+    /// Link `digest` into `repo` if `from` links it and `repo` stays within `quota`.
+    pub fn mount_blob(
+        &self,
+        repo: &str,
+        from: &str,
+        digest: &Digest,
+        quota: Option<u64>,
+    ) -> Result<Mounted> {
+        self.write(|tx| -> Result<Mounted> {
             let d = digest.to_string();
             let size: Option<i64> = tx
                 .query_row(
@@ -348,10 +513,15 @@ impl Metadata {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let Some(size) = size else { return Ok(None) };
+            let Some(size) = size else {
+                return Ok(Mounted::NotInSource);
+            };
             let id = ensure_repo(tx, repo)?;
+            if let Linked::OverQuota { used } = quota_allows(tx, id, &d, size as u64, quota)? {
+                return Ok(Mounted::OverQuota { used });
+            }
             link_blob_tx(tx, id, &d, size as u64)?;
-            Ok(Some(size as u64))
+            Ok(Mounted::Yes(size as u64))
         })
     }
 
@@ -369,14 +539,32 @@ impl Metadata {
 
     /// Store a manifest in `repo` and point each of `tags` at it, in one
     /// transaction that first checks every referenced blob and manifest exists there.
+    ///
+    /// A tag that `immutable` protects may be created, or pushed again with the
+    /// same manifest, but never moved to another one.
     pub fn put_manifest(
         &self,
         repo: &str,
         m: &ManifestRecord,
         tags: &[String],
+        immutable: TagGuard<'_>,
     ) -> std::result::Result<(), PutManifestError> {
         self.write(|tx| -> std::result::Result<(), PutManifestError> {
             let id = ensure_repo(tx, repo)?;
+            let digest = m.digest.to_string();
+            for tag in tags {
+                let Some(rule) = immutable(tag) else { continue };
+                let current: Option<String> = tx
+                    .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                    .query_row(params![id, tag], |r| r.get(0))
+                    .optional()?;
+                if current.is_some_and(|c| c != digest) {
+                    return Err(PutManifestError::ImmutableTag {
+                        tag: tag.clone(),
+                        rule,
+                    });
+                }
+            }
             let mut missing = Vec::new();
             let mut mismatch = None;
             {
@@ -416,7 +604,6 @@ impl Metadata {
             if let Some(e) = mismatch {
                 return Err(e);
             }
-            let digest = m.digest.to_string();
             let now = now_secs();
             tx.execute(
                 "INSERT INTO manifest_content (digest, content) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -513,34 +700,33 @@ impl Metadata {
         })
     }
 
-    /// Remove a manifest and every tag pointing at it; false if it did not exist.
-    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        self.write(|tx| -> Result<bool> {
+    /// Remove a manifest and every tag pointing at it, unless `immutable` protects
+    /// one of those tags.
+    pub fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: TagGuard<'_>,
+    ) -> Result<Deleted> {
+        self.write(|tx| -> Result<Deleted> {
             let Some(id) = repo_id(tx, repo)? else {
-                return Ok(false);
+                return Ok(Deleted::NotFound);
             };
             let d = digest.to_string();
-            let n = tx.execute(
-                "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2",
-                params![id, d],
-            )?;
-            if n == 0 {
-                return Ok(false);
+            let tags: Vec<String> = tx
+                .prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2")?
+                .query_map(params![id, d], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for tag in tags {
+                if let Some(rule) = immutable(&tag) {
+                    return Ok(Deleted::Protected { tag, rule });
+                }
             }
-            tx.execute(
-                "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2",
-                params![id, d],
-            )?;
-            tx.execute(
-                "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2",
-                params![id, d],
-            )?;
-            tx.execute(
-                "DELETE FROM manifest_content WHERE digest = ?1
-                 AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
-                [d],
-            )?;
-            Ok(true)
+            Ok(if delete_manifest_tx(tx, id, &d)? {
+                Deleted::Yes
+            } else {
+                Deleted::NotFound
+            })
         })
     }
 
@@ -646,6 +832,11 @@ impl Metadata {
 mod tests {
     use super::*;
 
+    /// No tag is immutable.
+    fn free(_: &str) -> Option<String> {
+        None
+    }
+
     fn db() -> (tempfile::TempDir, Metadata) {
         let dir = tempfile::tempdir().unwrap();
         let m = Metadata::open(&dir.path().join("meta.db")).unwrap();
@@ -670,30 +861,30 @@ mod tests {
         let (_d, m) = db();
         let blob = Digest::sha256_of(b"layer");
         let rec = record(b"{}", vec![(blob.clone(), 5)]);
-        match m.put_manifest("a", &rec, &["v1".to_string()]) {
+        match m.put_manifest("a", &rec, &["v1".to_string()], &free) {
             Err(PutManifestError::Missing(v)) => assert_eq!(v, vec![blob.clone()]),
             other => panic!("{other:?}"),
         }
         // Nothing was stored by the failed put.
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), None);
-        m.link_blob("a", &blob, 5, None).unwrap();
+        m.link_blob("a", &blob, 5, None, None).unwrap();
         // A descriptor size that disagrees with the stored blob is refused.
         let wrong = record(b"{}", vec![(blob.clone(), 6)]);
         assert!(matches!(
-            m.put_manifest("a", &wrong, &[]),
+            m.put_manifest("a", &wrong, &[], &free),
             Err(PutManifestError::SizeMismatch {
                 declared: 6,
                 actual: 5,
                 ..
             })
         ));
-        m.put_manifest("a", &rec, &["v1".to_string()]).unwrap();
+        m.put_manifest("a", &rec, &["v1".to_string()], &free).unwrap();
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), Some(rec.digest.clone()));
         let got = m.manifest("a", &rec.digest, true).unwrap().unwrap();
         assert_eq!(&got.content[..], b"{}");
         // A blob linked in another repository does not count.
         assert!(matches!(
-            m.put_manifest("b", &rec, &[]),
+            m.put_manifest("b", &rec, &[], &free),
             Err(PutManifestError::Missing(_))
         ));
     }
@@ -703,7 +894,7 @@ mod tests {
         let (_d, m) = db();
         let rec = record(b"{}", vec![]);
         for t in ["b", "B", "a", "c", "A1"] {
-            m.put_manifest("r", &rec, &[t.to_string()]).unwrap();
+            m.put_manifest("r", &rec, &[t.to_string()], &free).unwrap();
         }
         assert_eq!(
             m.list_tags("r", 100, None).unwrap().unwrap(),
@@ -747,11 +938,11 @@ mod tests {
         let (_d, m) = db();
         let one = record(b"{\"a\":1}", vec![]);
         let two = record(b"{\"a\":2}", vec![]);
-        m.put_manifest("r", &one, &["x".to_string()]).unwrap();
-        m.put_manifest("r", &one, &["y".to_string()]).unwrap();
-        m.put_manifest("r", &two, &["z".to_string()]).unwrap();
-        assert!(m.delete_manifest("r", &one.digest).unwrap());
-        assert!(!m.delete_manifest("r", &one.digest).unwrap());
+        m.put_manifest("r", &one, &["x".to_string()], &free).unwrap();
+        m.put_manifest("r", &one, &["y".to_string()], &free).unwrap();
+        m.put_manifest("r", &two, &["z".to_string()], &free).unwrap();
+        assert!(m.delete_manifest("r", &one.digest, &free).unwrap() == Deleted::Yes);
+        assert!(m.delete_manifest("r", &one.digest, &free).unwrap() == Deleted::NotFound);
         assert_eq!(m.list_tags("r", 10, None).unwrap().unwrap(), ["z"]);
         assert!(m.manifest("r", &one.digest, true).unwrap().is_none());
     }
@@ -760,9 +951,15 @@ mod tests {
     fn mount_needs_source_link() {
         let (_d, m) = db();
         let blob = Digest::sha256_of(b"x");
-        assert_eq!(m.mount_blob("to", "from", &blob).unwrap(), None);
-        m.link_blob("from", &blob, 1, None).unwrap();
-        assert_eq!(m.mount_blob("to", "from", &blob).unwrap(), Some(1));
+        assert_eq!(
+            m.mount_blob("to", "from", &blob, None).unwrap(),
+            Mounted::NotInSource
+        );
+        m.link_blob("from", &blob, 1, None, None).unwrap();
+        assert_eq!(
+            m.mount_blob("to", "from", &blob, None).unwrap(),
+            Mounted::Yes(1)
+        );
         assert_eq!(m.blob_in_repo("to", &blob).unwrap(), Some(1));
         assert!(m.unlink_blob("to", &blob).unwrap());
         assert_eq!(m.blob_in_repo("to", &blob).unwrap(), None);

@@ -31,12 +31,18 @@ impl Server {
     /// Spawn `berth serve --listen 127.0.0.1:0 --data-dir <data_dir>` and wait (at
     /// most 10 s) for its one ready line on stdout.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// [`Server::start`] with more arguments for `berth serve` (e.g. `--config`).
+    pub fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("BERTH_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -23,6 +23,9 @@ pub(crate) async fn get(
     with_body: bool,
 ) -> Result<Response, ApiError> {
     let m = registry.manifest(name, reference).await?;
+    if with_body {
+        registry.record_pull(name, &m.digest);
+    }
     let digest = m.digest.to_string();
     let resp = Response::builder()
         .status(StatusCode::OK)
