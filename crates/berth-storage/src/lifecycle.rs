@@ -3,8 +3,9 @@
 //! transaction), retention candidates, last-pulled times, usage, quarantine and
 //! consistency checks.
 //!
-//! Every function here either reads from a reader connection (never blocking
-//! writers: WAL) or writes one object per `IMMEDIATE` transaction, so a pass over a
+//! Every function here either reads (never blocking writers: WAL; whole-registry
+//! scans on a connection of their own, so requests never wait for a shared
+//! reader) or writes one object per `IMMEDIATE` transaction, so a pass over a
 //! large registry never holds the writer for more than one small change at a time.
 //! Policy (what is protected, how long the grace period is) is decided by the
 //! caller in `berth-registry`; this module applies it as SQL.
@@ -115,7 +116,7 @@ impl Metadata {
     /// links and blobs are unreachable and older than `cutoff` (Unix seconds).
     /// `keep_untagged` keeps untagged manifests that have no subject.
     pub fn gc_plan(&self, cutoff: i64, keep_untagged: bool) -> Result<GcPlan> {
-        self.read(|c| {
+        self.read_apart(|c| {
             let tx = c.unchecked_transaction()?;
             tx.execute_batch(
                 "DROP TABLE IF EXISTS temp.gc_live;
@@ -261,7 +262,7 @@ impl Metadata {
 
     /// Every tag, with what retention needs to judge it.
     pub fn all_tags(&self) -> Result<Vec<TagInfo>> {
-        self.read(|c| {
+        self.read_apart(|c| {
             let sql = format!(
                 "SELECT r.name, t.name, t.digest, t.updated_at, m.last_pulled_at,
                         EXISTS (SELECT 1 FROM manifests s WHERE s.repo_id = t.repo_id
@@ -341,7 +342,7 @@ impl Metadata {
 
     /// Usage of every repository that holds anything, by name.
     pub fn usage(&self) -> Result<Vec<RepoUsage>> {
-        self.read(|c| {
+        self.read_apart(|c| {
             let mut q = c.prepare(
                 "SELECT r.name,
                     (SELECT COUNT(*) FROM repo_blobs rb WHERE rb.repo_id = r.id),
@@ -501,7 +502,7 @@ impl Metadata {
     /// Links that point nowhere: tags whose manifest is not in the repository,
     /// and manifests referencing blobs or manifests the repository does not hold.
     pub fn inconsistencies(&self) -> Result<Vec<Inconsistency>> {
-        self.read(|c| {
+        self.read_apart(|c| {
             let mut out = Vec::new();
             let mut q = c.prepare(
                 "SELECT r.name, t.name, t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id

@@ -98,6 +98,7 @@ const READERS: usize = 4;
 /// The metadata database.
 #[derive(Debug)]
 pub struct Metadata {
+    path: std::path::PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -398,6 +399,7 @@ impl Metadata {
             .map(|_| open_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
         Ok(Metadata {
+            path: path.to_owned(),
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
@@ -409,6 +411,16 @@ impl Metadata {
         let conn = self.readers[i]
             .lock()
             .map_err(|_| StorageError::Task("reader connection poisoned".into()))?;
+        Ok(f(&conn)?)
+    }
+
+    /// Run a long read (a maintenance pass) on a connection of its own, so that
+    /// requests never queue behind it for one of the shared reader connections.
+    pub(crate) fn read_apart<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let conn = open_conn(&self.path)?;
         Ok(f(&conn)?)
     }
 
@@ -878,7 +890,8 @@ mod tests {
                 ..
             })
         ));
-        m.put_manifest("a", &rec, &["v1".to_string()], &free).unwrap();
+        m.put_manifest("a", &rec, &["v1".to_string()], &free)
+            .unwrap();
         assert_eq!(m.resolve_tag("a", "v1").unwrap(), Some(rec.digest.clone()));
         let got = m.manifest("a", &rec.digest, true).unwrap().unwrap();
         assert_eq!(&got.content[..], b"{}");
@@ -938,9 +951,12 @@ mod tests {
         let (_d, m) = db();
         let one = record(b"{\"a\":1}", vec![]);
         let two = record(b"{\"a\":2}", vec![]);
-        m.put_manifest("r", &one, &["x".to_string()], &free).unwrap();
-        m.put_manifest("r", &one, &["y".to_string()], &free).unwrap();
-        m.put_manifest("r", &two, &["z".to_string()], &free).unwrap();
+        m.put_manifest("r", &one, &["x".to_string()], &free)
+            .unwrap();
+        m.put_manifest("r", &one, &["y".to_string()], &free)
+            .unwrap();
+        m.put_manifest("r", &two, &["z".to_string()], &free)
+            .unwrap();
         assert!(m.delete_manifest("r", &one.digest, &free).unwrap() == Deleted::Yes);
         assert!(m.delete_manifest("r", &one.digest, &free).unwrap() == Deleted::NotFound);
         assert_eq!(m.list_tags("r", 10, None).unwrap().unwrap(), ["z"]);
