@@ -17,7 +17,8 @@
 //! period every blob the push wrote stays, and after it the manifest either
 //! committed first (the link is referenced: GC keeps it) or is refused with
 //! `MANIFEST_BLOB_UNKNOWN` (no broken image is ever stored). A client that skips
-//! an upload because `HEAD` found the blob is covered by [`crate::tracking::RecentBlobs`].
+//! an upload because `HEAD` found the blob (or a child manifest by digest) is covered
+//! by [`crate::tracking::RecentBlobs`].
 //! See docs/ARCHITECTURE.md, "Garbage collection".
 
 use std::time::Duration;
@@ -26,7 +27,7 @@ use berth_oci::Digest;
 use serde::Serialize;
 
 use crate::cache::Change;
-use crate::registry::{Registry, berth_storage_now};
+use crate::registry::Registry;
 use crate::{RegistryError, Result};
 
 /// What a garbage-collection pass did (or, dry, would do).
@@ -69,7 +70,7 @@ impl Registry {
         let started = std::time::Instant::now();
         let policy = self.lifecycle.gc.clone();
         let grace = policy.grace;
-        let cutoff = berth_storage_now() - grace.as_secs() as i64;
+        let cutoff = berth_storage::now_secs() - grace.as_secs() as i64;
         let keep_untagged = policy.keep_untagged;
         self.recent.prune(grace);
         let plan = self.db(move |m| m.gc_plan(cutoff, keep_untagged)).await?;
@@ -108,6 +109,9 @@ impl Registry {
         }
 
         for (repo, digest) in &plan.links {
+            // From the check to the unlink's commit, no `HEAD` can note the blob
+            // (see `RecentBlobs`): one that found the link was noted before.
+            let _fence = self.recent.fence(digest).await;
             if self.recent.seen_within(digest, grace) {
                 report.kept_by_recheck += 1;
                 continue;
@@ -172,6 +176,12 @@ impl Registry {
         cutoff: i64,
         keep_untagged: bool,
     ) -> Result<bool> {
+        // As for links: a manifest `HEAD`ed by digest within the grace stays, and
+        // the fence orders that check against a `HEAD` noting it.
+        let _fence = self.recent.fence(digest).await;
+        if self.recent.seen_within(digest, self.lifecycle.gc.grace) {
+            return Ok(false);
+        }
         let (r, d, cache) = (repo.to_owned(), digest.clone(), self.cache.clone());
         self.db(move |m| {
             let deleted = m.gc_delete_manifest(&r, &d, cutoff, keep_untagged)?;

@@ -150,11 +150,12 @@ impl Registry {
 
     /// Size of a blob linked in `repo` (`HEAD`). A client that finds a blob here
     /// may skip uploading it and reference it from a manifest soon after, so the
-    /// blob counts as live for garbage collection during the grace period.
+    /// blob counts as live for garbage collection during the grace period. It is
+    /// noted before the link is read: a sweep removing the link either sees the
+    /// note or has committed before the read (see [`RecentBlobs`]).
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        let size = self.linked_size(repo, digest).await?;
-        self.recent.touch(digest, self.lifecycle.gc.grace);
-        Ok(size)
+        self.recent.touch(digest, self.lifecycle.gc.grace).await;
+        self.linked_size(repo, digest).await
     }
 
     async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
@@ -296,7 +297,7 @@ impl Registry {
     {
         self.check_session(repo, id).await?;
         let state = self.uploads.get(id).lock_owned().await;
-        let room = self.session_room(repo, id, range).await?;
+        let room = self.session_room(repo, id, range, None).await?;
         let (_state, len) = uploads::append(state, &self.blobs, id, range, body, room).await?;
         Ok(len)
     }
@@ -317,7 +318,7 @@ impl Registry {
     {
         self.check_session(repo, id).await?;
         let state = self.uploads.get(id).lock_owned().await;
-        let room = self.session_room(repo, id, range).await?;
+        let room = self.session_room(repo, id, range, Some(digest)).await?;
         let (mut state, _) = uploads::append(state, &self.blobs, id, range, body, room).await?;
         let (actual, len) = state.finish(&self.blobs, id, digest.algorithm()).await?;
         if let Err(e) = verify_digest(digest, actual) {
@@ -402,16 +403,25 @@ impl Registry {
 
     /// Bytes a chunk may add to upload `id` in `repo` under its quota (`None`:
     /// no limit), counting what the upload holds already; refused at once when
-    /// the chunk's declared range does not fit.
+    /// the chunk's declared range does not fit. `digest` is the blob the upload
+    /// is being closed as (the last chunk of `PUT ?digest=`): if the repository
+    /// already links it, the upload costs nothing, as for a monolithic push.
     async fn session_room(
         &self,
         repo: &RepoName,
         id: UploadId,
         range: Option<(u64, u64)>,
+        digest: Option<&Digest>,
     ) -> Result<Option<u64>> {
         let Some(q) = self.lifecycle.quota(repo.as_str()) else {
             return Ok(None);
         };
+        if let Some(d) = digest {
+            let (r, d) = (repo.to_string(), d.clone());
+            if self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some() {
+                return Ok(None);
+            }
+        }
         let r = repo.to_string();
         let used = self.db(move |m| m.usage_of(&r)).await?;
         let held = self.blobs.upload_len(id).await?.unwrap_or(0);
@@ -527,6 +537,21 @@ impl Registry {
         Ok(ManifestPut { digest, subject })
     }
 
+    /// A manifest for `HEAD`: as [`Registry::manifest`], but a manifest asked
+    /// for by digest counts as live for garbage collection during the grace
+    /// period (a client that finds a child manifest present skips pushing it and
+    /// pushes the index referencing it next), noted before the lookup as for blobs.
+    pub async fn manifest_head(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        if let Reference::Digest(d) = reference {
+            self.recent.touch(d, self.lifecycle.gc.grace).await;
+        }
+        self.manifest(repo, reference).await
+    }
+
     /// A manifest by tag or digest, with its bytes. Served from the manifest cache
     /// when it can be; misses read the database and fill the cache.
     pub async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
@@ -570,7 +595,7 @@ impl Registry {
         if batch.is_empty() {
             return Ok(());
         }
-        let now = berth_storage_now();
+        let now = berth_storage::now_secs();
         self.db(move |m| m.record_pulls(&batch, now)).await
     }
 
@@ -703,14 +728,6 @@ impl Drop for TempUpload {
             });
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn berth_storage_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn verify_digest(want: &Digest, actual: Digest) -> Result<()> {

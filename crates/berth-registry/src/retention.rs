@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::cache::Change;
-use crate::registry::{Registry, berth_storage_now};
+use crate::registry::Registry;
 
 /// What a retention pass did (or, dry, would do).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -65,7 +65,7 @@ impl Registry {
         // Pulls noted but not yet written count too.
         self.flush_pulls().await?;
         let tags = self.db(|m| m.all_tags()).await?;
-        let now = berth_storage_now();
+        let now = berth_storage::now_secs();
         let mut report = RetentionReport {
             dry_run,
             ..RetentionReport::default()

@@ -4,7 +4,9 @@
 //!   collection forgetting and removing the same digest, and scrub moving it aside.
 //! * [`RecentBlobs`]: blobs a client asked about (`HEAD`) lately. A client that
 //!   finds a blob present skips uploading it and pushes a manifest referencing it
-//!   a moment later; GC treats such blobs as live for the grace period.
+//!   a moment later; GC treats such blobs as live for the grace period. Noting a
+//!   blob and GC's check-then-unlink of it are ordered by a striped fence, so a
+//!   `HEAD` never finds a link that a sweep already judged unseen and is removing.
 //! * [`PullLog`]: manifests pulled since the last flush, written to the database
 //!   in one transaction every few seconds (retention's "not pulled for").
 
@@ -46,14 +48,45 @@ impl BlobLocks {
 const RECENT_PRUNE_AT: usize = 100_000;
 
 /// Blobs asked about recently, by digest.
-#[derive(Debug, Default)]
+///
+/// A `HEAD` notes the blob ([`RecentBlobs::touch`]) *before* it reads the link,
+/// under the read side of the digest's fence; a GC sweep holds the write side
+/// ([`RecentBlobs::fence`]) from its [`RecentBlobs::seen_within`] check until the
+/// unlink has committed. So either the note comes first and the sweep keeps the
+/// link, or the unlink commits first and the `HEAD` finds no link (the client then
+/// uploads the blob). Without the fence a `HEAD` landing between the check and
+/// the commit reported a blob present that was gone a moment later, and the
+/// manifest pushed next was refused with `MANIFEST_BLOB_UNKNOWN`.
+#[derive(Debug)]
 pub(crate) struct RecentBlobs {
     seen: Mutex<HashMap<Digest, Instant>>,
+    fences: Vec<tokio::sync::RwLock<()>>,
+}
+
+impl Default for RecentBlobs {
+    fn default() -> Self {
+        RecentBlobs {
+            seen: Mutex::default(),
+            fences: (0..STRIPES).map(|_| tokio::sync::RwLock::new(())).collect(),
+        }
+    }
 }
 
 impl RecentBlobs {
     /// Note that a client asked about `digest` now; `window` bounds what is kept.
-    pub(crate) fn touch(&self, digest: &Digest, window: Duration) {
+    /// Call it before reading whether the blob is there (see the type's doc).
+    pub(crate) async fn touch(&self, digest: &Digest, window: Duration) {
+        let _fence = self.fences[stripe_of(digest)].read().await;
+        self.note(digest, window);
+    }
+
+    /// Hold `digest`'s fence against [`RecentBlobs::touch`]: a sweep holds it from
+    /// checking [`RecentBlobs::seen_within`] until its unlink has committed.
+    pub(crate) async fn fence(&self, digest: &Digest) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.fences[stripe_of(digest)].write().await
+    }
+
+    fn note(&self, digest: &Digest, window: Duration) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -151,11 +184,11 @@ mod tests {
         assert!(log.drain().is_empty());
     }
 
-    #[test]
-    fn recent_blobs_expire() {
+    #[tokio::test]
+    async fn recent_blobs_expire() {
         let r = RecentBlobs::default();
         let a = Digest::sha256_of(b"a");
-        r.touch(&a, Duration::from_secs(60));
+        r.touch(&a, Duration::from_secs(60)).await;
         assert!(r.seen_within(&a, Duration::from_secs(60)));
         assert!(!r.seen_within(&a, Duration::ZERO));
         r.prune(Duration::ZERO);

@@ -77,8 +77,8 @@ impl StorageError {
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Seconds since the Unix epoch, for timestamps in metadata.
-pub(crate) fn now_secs() -> i64 {
+/// Seconds since the Unix epoch: the clock of every timestamp in metadata.
+pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

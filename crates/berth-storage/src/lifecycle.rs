@@ -326,20 +326,6 @@ impl Metadata {
         })
     }
 
-    /// When a manifest was last pulled, if ever.
-    pub fn last_pulled(&self, repo: &str, digest: &Digest) -> Result<Option<i64>> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT m.last_pulled_at FROM manifests m JOIN repositories r ON r.id = m.repo_id
-                 WHERE r.name = ?1 AND m.digest = ?2",
-                params![repo, digest.to_string()],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()
-            .map(Option::flatten)
-        })
-    }
-
     /// Usage of every repository that holds anything, by name.
     pub fn usage(&self) -> Result<Vec<RepoUsage>> {
         self.read_apart(|c| {
@@ -403,30 +389,6 @@ impl Metadata {
             let rows = q.query_map(params![after, n], |r| {
                 Ok((parse_digest(r.get(0)?)?, r.get::<_, Vec<u8>>(1)?))
             })?;
-            rows.collect()
-        })
-    }
-
-    /// Repositories that link blob `digest`.
-    pub fn repos_linking(&self, digest: &Digest) -> Result<Vec<String>> {
-        self.read(|c| {
-            let mut q = c.prepare_cached(
-                "SELECT r.name FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
-                 WHERE rb.digest = ?1 ORDER BY r.name",
-            )?;
-            let rows = q.query_map([digest.to_string()], |r| r.get(0))?;
-            rows.collect()
-        })
-    }
-
-    /// Repositories that hold manifest `digest`.
-    pub fn repos_holding_manifest(&self, digest: &Digest) -> Result<Vec<String>> {
-        self.read(|c| {
-            let mut q = c.prepare_cached(
-                "SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repo_id
-                 WHERE m.digest = ?1 ORDER BY r.name",
-            )?;
-            let rows = q.query_map([digest.to_string()], |r| r.get(0))?;
             rows.collect()
         })
     }

@@ -22,7 +22,11 @@ pub(crate) async fn get(
     reference: &Reference,
     with_body: bool,
 ) -> Result<Response, ApiError> {
-    let m = registry.manifest(name, reference).await?;
+    let m = if with_body {
+        registry.manifest(name, reference).await?
+    } else {
+        registry.manifest_head(name, reference).await?
+    };
     if with_body {
         registry.record_pull(name, &m.digest);
     }
