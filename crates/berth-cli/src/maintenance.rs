@@ -122,6 +122,11 @@ fn bytes(v: &Value) -> String {
     }
 }
 
+/// A count, as a plain number that honours the column width.
+fn num(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
@@ -246,10 +251,10 @@ fn text(req: &AdminRequest, r: &Value) -> String {
                 out += &format!(
                     "{:<40} {:>8} {:>12} {:>10} {:>8} {:>12}\n",
                     s(&u["repository"]),
-                    u["blobs"],
-                    u["bytes"],
-                    u["manifests"],
-                    u["tags"],
+                    num(&u["blobs"]),
+                    num(&u["bytes"]),
+                    num(&u["manifests"]),
+                    num(&u["tags"]),
                     u["quota"]
                         .as_u64()
                         .map_or("-".to_owned(), |q| q.to_string())
