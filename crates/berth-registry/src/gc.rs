@@ -4,7 +4,7 @@
 //! transaction on a reader connection: writers go on) and finds manifests that
 //! no tag, live index or live subject reaches, blob links no live manifest
 //! references, and blobs no live link holds — each only if older than the grace
-//! period. **Sweep** deletes those one object per short write transaction, each
+//! period. **Sweep** deletes those in short write transactions (at most 32 objects), each
 //! re-checking in the transaction that the object is still unreachable, so a tag,
 //! index, referrer or link made after the snapshot saves it. Blob files are removed
 //! under the digest's stripe lock, which a blob commit (rename + link) also holds.
@@ -27,6 +27,11 @@ use berth_oci::Digest;
 use serde::Serialize;
 
 use crate::cache::Change;
+
+/// Objects deleted per write transaction: each is re-checked inside it, and a
+/// batch holds SQLite's writer for a few milliseconds at most (one fsync for
+/// the lot instead of one each).
+const BATCH: usize = 32;
 use crate::registry::Registry;
 use crate::{RegistryError, Result};
 
@@ -89,15 +94,15 @@ impl Registry {
             loop {
                 let mut next = Vec::new();
                 let mut deleted = 0;
-                for (repo, digest) in pending.drain(..) {
-                    if self
-                        .gc_manifest(&repo, &digest, cutoff, keep_untagged)
-                        .await?
-                    {
-                        report.manifests.push(format!("{repo}@{digest}"));
-                        deleted += 1;
-                    } else {
-                        next.push((repo, digest));
+                for batch in pending.chunks(BATCH) {
+                    let done = self.gc_manifests(batch, cutoff, keep_untagged).await?;
+                    for ((repo, digest), gone) in batch.iter().zip(done) {
+                        if gone {
+                            report.manifests.push(format!("{repo}@{digest}"));
+                            deleted += 1;
+                        } else {
+                            next.push((repo.clone(), digest.clone()));
+                        }
                     }
                 }
                 pending = next;
@@ -108,22 +113,27 @@ impl Registry {
             report.kept_by_recheck += pending.len() as u64;
         }
 
-        for (repo, digest) in &plan.links {
-            // From the check to the unlink's commit, no `HEAD` can note the blob
-            // (see `RecentBlobs`): one that found the link was noted before.
-            let _fence = self.recent.fence(digest).await;
-            if self.recent.seen_within(digest, grace) {
-                report.kept_by_recheck += 1;
-                continue;
-            }
-            let removed = dry_run || {
-                let (r, d) = (repo.clone(), digest.clone());
-                self.db(move |m| m.gc_unlink_blob(&r, &d, cutoff)).await?
-            };
-            if removed {
-                report.links.push(format!("{repo}@{digest}"));
+        for batch in plan.links.chunks(BATCH) {
+            // From the check to the unlinks' commit, no `HEAD` can note these blobs
+            // (see `RecentBlobs`): one that found a link was noted before.
+            let _fences = self.recent.fence_all(batch.iter().map(|(_, d)| d)).await;
+            let (unseen, seen): (Vec<_>, Vec<_>) = batch
+                .iter()
+                .cloned()
+                .partition(|(_, d)| !self.recent.seen_within(d, grace));
+            report.kept_by_recheck += seen.len() as u64;
+            let removed = if dry_run {
+                vec![true; unseen.len()]
             } else {
-                report.kept_by_recheck += 1;
+                let b = unseen.clone();
+                self.db(move |m| m.gc_unlink_blobs(&b, cutoff)).await?
+            };
+            for ((repo, digest), gone) in unseen.iter().zip(removed) {
+                if gone {
+                    report.links.push(format!("{repo}@{digest}"));
+                } else {
+                    report.kept_by_recheck += 1;
+                }
             }
         }
 
@@ -167,33 +177,41 @@ impl Registry {
         Ok(report)
     }
 
-    /// Delete one manifest if it is still unreachable; the cache forgets it in
-    /// the same blocking call, right after the commit.
-    async fn gc_manifest(
+    /// Delete a batch of manifests that are still unreachable (one transaction,
+    /// each re-checked); the cache forgets the deleted ones in the same blocking
+    /// call, right after the commit. Manifests `HEAD`ed by digest within the
+    /// grace stay, the fences ordering that check against a `HEAD` noting them.
+    async fn gc_manifests(
         &self,
-        repo: &str,
-        digest: &Digest,
+        batch: &[(String, Digest)],
         cutoff: i64,
         keep_untagged: bool,
-    ) -> Result<bool> {
-        // As for links: a manifest `HEAD`ed by digest within the grace stays, and
-        // the fence orders that check against a `HEAD` noting it.
-        let _fence = self.recent.fence(digest).await;
-        if self.recent.seen_within(digest, self.lifecycle.gc.grace) {
-            return Ok(false);
-        }
-        let (r, d, cache) = (repo.to_owned(), digest.clone(), self.cache.clone());
-        self.db(move |m| {
-            let deleted = m.gc_delete_manifest(&r, &d, cutoff, keep_untagged)?;
-            if deleted {
-                cache.invalidate(Change::ManifestDeleted {
-                    repo: &r,
-                    digest: &d,
-                });
-            }
-            Ok(deleted)
-        })
-        .await
+    ) -> Result<Vec<bool>> {
+        let _fences = self.recent.fence_all(batch.iter().map(|(_, d)| d)).await;
+        let grace = self.lifecycle.gc.grace;
+        let unseen: Vec<(String, Digest)> = batch
+            .iter()
+            .filter(|(_, d)| !self.recent.seen_within(d, grace))
+            .cloned()
+            .collect();
+        let cache = self.cache.clone();
+        let deleted: std::collections::HashSet<(String, Digest)> = self
+            .db(move |m| {
+                let done = m.gc_delete_manifests(&unseen, cutoff, keep_untagged)?;
+                let mut deleted = std::collections::HashSet::new();
+                for ((r, d), gone) in unseen.into_iter().zip(done) {
+                    if gone {
+                        cache.invalidate(Change::ManifestDeleted {
+                            repo: &r,
+                            digest: &d,
+                        });
+                        deleted.insert((r, d));
+                    }
+                }
+                Ok(deleted)
+            })
+            .await?;
+        Ok(batch.iter().map(|item| deleted.contains(item)).collect())
     }
 
     /// Forget a blob nothing links and delete its file, under its stripe lock.

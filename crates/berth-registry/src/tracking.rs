@@ -51,7 +51,7 @@ const RECENT_PRUNE_AT: usize = 100_000;
 ///
 /// A `HEAD` notes the blob ([`RecentBlobs::touch`]) *before* it reads the link,
 /// under the read side of the digest's fence; a GC sweep holds the write side
-/// ([`RecentBlobs::fence`]) from its [`RecentBlobs::seen_within`] check until the
+/// ([`RecentBlobs::fence_all`]) from its [`RecentBlobs::seen_within`] check until the
 /// unlink has committed. So either the note comes first and the sweep keeps the
 /// link, or the unlink commits first and the `HEAD` finds no link (the client then
 /// uploads the blob). Without the fence a `HEAD` landing between the check and
@@ -80,10 +80,22 @@ impl RecentBlobs {
         self.note(digest, window);
     }
 
-    /// Hold `digest`'s fence against [`RecentBlobs::touch`]: a sweep holds it from
-    /// checking [`RecentBlobs::seen_within`] until its unlink has committed.
-    pub(crate) async fn fence(&self, digest: &Digest) -> tokio::sync::RwLockWriteGuard<'_, ()> {
-        self.fences[stripe_of(digest)].write().await
+    /// Hold the fences of `digests` against [`RecentBlobs::touch`]: a sweep holds
+    /// them from checking [`RecentBlobs::seen_within`] until its deletes have
+    /// committed. Stripes are taken in ascending order, each once, so two holders
+    /// never wait on each other (`touch` takes a single stripe).
+    pub(crate) async fn fence_all<'a>(
+        &self,
+        digests: impl Iterator<Item = &'a Digest>,
+    ) -> Vec<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = digests.map(stripe_of).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            guards.push(self.fences[s].write().await);
+        }
+        guards
     }
 
     fn note(&self, digest: &Digest, window: Duration) {

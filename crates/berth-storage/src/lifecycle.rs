@@ -5,13 +5,13 @@
 //!
 //! Every function here either reads (never blocking writers: WAL; whole-registry
 //! scans on a connection of their own, so requests never wait for a shared
-//! reader) or writes one object per `IMMEDIATE` transaction, so a pass over a
-//! large registry never holds the writer for more than one small change at a time.
+//! reader) or writes a small batch per `IMMEDIATE` transaction (the caller sizes
+//! it), so a pass over a large registry never holds the writer for long.
 //! Policy (what is protected, how long the grace period is) is decided by the
 //! caller in `berth-registry`; this module applies it as SQL.
 
 use berth_oci::Digest;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use crate::metadata::{delete_manifest_tx, parse_digest, repo_id};
 use crate::{Metadata, Result, now_secs};
@@ -180,56 +180,60 @@ impl Metadata {
         })
     }
 
-    /// Delete a manifest the plan found unreachable, if it still is: no tag points
-    /// at it, no manifest of its repository references it, it is older than
-    /// `cutoff`, and either its subject is gone from the repository or (it has no
-    /// subject and) `keep_untagged` is false. One transaction; true if deleted.
-    pub fn gc_delete_manifest(
+    /// Delete the manifests the plan found unreachable that still are: no tag
+    /// points at one, no manifest of its repository references it, it is older
+    /// than `cutoff`, and either its subject is gone from the repository or (it
+    /// has no subject and) `keep_untagged` is false. One transaction for the
+    /// batch (each re-checked in it); which were deleted, in order.
+    pub fn gc_delete_manifests(
         &self,
-        repo: &str,
-        digest: &Digest,
+        batch: &[(String, Digest)],
         cutoff: i64,
         keep_untagged: bool,
-    ) -> Result<bool> {
-        self.write(|tx| -> Result<bool> {
-            let Some(id) = repo_id(tx, repo)? else {
-                return Ok(false);
-            };
-            let d = digest.to_string();
-            let still_dead: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM manifests m WHERE m.repo_id = ?1 AND m.digest = ?2
-                       AND m.pushed_at < ?3
-                       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = ?1 AND t.digest = ?2)
-                       AND NOT EXISTS (SELECT 1 FROM manifest_refs r
-                                       WHERE r.repo_id = ?1 AND r.target_digest = ?2)
-                       AND CASE WHEN m.subject IS NULL THEN NOT ?4
-                           ELSE NOT EXISTS (SELECT 1 FROM manifests s
-                                            WHERE s.repo_id = ?1 AND s.digest = m.subject) END",
-                    params![id, d, cutoff, keep_untagged],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if still_dead.is_none() {
-                return Ok(false);
+    ) -> Result<Vec<bool>> {
+        self.write(|tx| -> Result<Vec<bool>> {
+            let mut out = Vec::with_capacity(batch.len());
+            for (repo, digest) in batch {
+                let Some(id) = repo_id(tx, repo)? else {
+                    out.push(false);
+                    continue;
+                };
+                let d = digest.to_string();
+                let still_dead = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM manifests m WHERE m.repo_id = ?1 AND m.digest = ?2
+                           AND m.pushed_at < ?3
+                           AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = ?1 AND t.digest = ?2)
+                           AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                                           WHERE r.repo_id = ?1 AND r.target_digest = ?2)
+                           AND CASE WHEN m.subject IS NULL THEN NOT ?4
+                               ELSE NOT EXISTS (SELECT 1 FROM manifests s
+                                                WHERE s.repo_id = ?1 AND s.digest = m.subject) END",
+                    )?
+                    .exists(params![id, d, cutoff, keep_untagged])?;
+                out.push(still_dead && delete_manifest_tx(tx, id, &d)?);
             }
-            Ok(delete_manifest_tx(tx, id, &d)?)
+            Ok(out)
         })
     }
 
-    /// Remove a blob link the plan found unreferenced, if it still is (no manifest
-    /// of the repository references it, linked before `cutoff`). True if removed.
-    pub fn gc_unlink_blob(&self, repo: &str, digest: &Digest, cutoff: i64) -> Result<bool> {
-        self.write(|tx| -> Result<bool> {
-            let n = tx.execute(
+    /// Remove the blob links the plan found unreferenced that still are (no
+    /// manifest of the repository references one, linked before `cutoff`). One
+    /// transaction for the batch; which were removed, in order.
+    pub fn gc_unlink_blobs(&self, batch: &[(String, Digest)], cutoff: i64) -> Result<Vec<bool>> {
+        self.write(|tx| -> Result<Vec<bool>> {
+            let mut q = tx.prepare_cached(
                 "DELETE FROM repo_blobs
                  WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2
                    AND linked_at < ?3
                    AND NOT EXISTS (SELECT 1 FROM manifest_refs r
                                    WHERE r.repo_id = repo_blobs.repo_id AND r.target_digest = ?2)",
-                params![repo, digest.to_string(), cutoff],
             )?;
-            Ok(n > 0)
+            let mut out = Vec::with_capacity(batch.len());
+            for (repo, digest) in batch {
+                out.push(q.execute(params![repo, digest.to_string(), cutoff])? > 0);
+            }
+            Ok(out)
         })
     }
 
