@@ -344,16 +344,12 @@ impl Registry {
         len: u64,
         session: Option<UploadId>,
     ) -> Result<()> {
-        let quota = self.lifecycle.quota(repo.as_str());
-        if let Some(q) = quota {
-            let (r, d) = (repo.to_string(), digest.clone());
-            let linked = self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some();
-            let r = repo.to_string();
-            let used = self.db(move |m| m.usage_of(&r)).await?;
-            if !linked && used.saturating_add(len) > q {
-                return Err(self.over_quota(repo, used, len));
-            }
+        if let Some((q, used)) = self.quota_state(repo, Some(digest)).await?
+            && used.saturating_add(len) > q
+        {
+            return Err(self.over_quota(repo, used, len));
         }
+        let quota = self.lifecycle.quota(repo.as_str());
         let _order = self.blob_locks.lock(digest).await;
         self.blobs.commit_upload(id, digest).await?;
         let (r, d) = (repo.to_string(), digest.clone());
@@ -364,6 +360,27 @@ impl Registry {
             Linked::Yes => Ok(()),
             Linked::OverQuota { used } => Err(self.over_quota(repo, used, len)),
         }
+    }
+
+    /// `repo`'s quota and the bytes it uses, or `None` when it has no quota or
+    /// already links `digest` (a blob it holds costs nothing again).
+    async fn quota_state(
+        &self,
+        repo: &RepoName,
+        digest: Option<&Digest>,
+    ) -> Result<Option<(u64, u64)>> {
+        let Some(q) = self.lifecycle.quota(repo.as_str()) else {
+            return Ok(None);
+        };
+        if let Some(d) = digest {
+            let (r, d) = (repo.to_string(), d.clone());
+            if self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        let r = repo.to_string();
+        let used = self.db(move |m| m.usage_of(&r)).await?;
+        Ok(Some((q, used)))
     }
 
     /// The quota error for `repo`, which holds `used` bytes, refusing `more`.
@@ -383,15 +400,9 @@ impl Registry {
         digest: &Digest,
         declared_len: Option<u64>,
     ) -> Result<Option<u64>> {
-        let Some(q) = self.lifecycle.quota(repo.as_str()) else {
+        let Some((q, used)) = self.quota_state(repo, Some(digest)).await? else {
             return Ok(None);
         };
-        let (r, d) = (repo.to_string(), digest.clone());
-        if self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some() {
-            return Ok(None);
-        }
-        let r = repo.to_string();
-        let used = self.db(move |m| m.usage_of(&r)).await?;
         let room = q.saturating_sub(used);
         if let Some(n) = declared_len
             && n > room
@@ -413,17 +424,9 @@ impl Registry {
         range: Option<(u64, u64)>,
         digest: Option<&Digest>,
     ) -> Result<Option<u64>> {
-        let Some(q) = self.lifecycle.quota(repo.as_str()) else {
+        let Some((q, used)) = self.quota_state(repo, digest).await? else {
             return Ok(None);
         };
-        if let Some(d) = digest {
-            let (r, d) = (repo.to_string(), d.clone());
-            if self.db(move |m| m.blob_in_repo(&r, &d)).await?.is_some() {
-                return Ok(None);
-            }
-        }
-        let r = repo.to_string();
-        let used = self.db(move |m| m.usage_of(&r)).await?;
         let held = self.blobs.upload_len(id).await?.unwrap_or(0);
         let room = q.saturating_sub(used).saturating_sub(held);
         if let Some((start, end)) = range
