@@ -106,6 +106,14 @@ impl Registry {
         &self.limits
     }
 
+    /// Whether the registry can serve: the metadata database answers a query and
+    /// the blob store's directories are there (`/readyz`).
+    pub async fn ready(&self) -> Result<()> {
+        self.db(|m| m.ping()).await?;
+        self.blobs.check().await?;
+        Ok(())
+    }
+
     /// The lifecycle policy in force.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle

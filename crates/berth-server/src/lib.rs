@@ -46,6 +46,8 @@ pub fn router(registry: Arc<Registry>) -> Router {
 pub fn router_with_access(registry: Arc<Registry>, access: Arc<Access>) -> Router {
     Router::new()
         .route("/token", axum::routing::get(token).post(token))
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
         .fallback(handlers::dispatch)
         .with_state(AppState { registry, access })
         .layer(axum::middleware::map_response(api_version_header))
@@ -82,6 +84,44 @@ async fn token(
     state
         .access
         .token_endpoint(&method, &headers, &query, &form, addr)
+}
+
+/// A small JSON response.
+fn json_status(status: axum::http::StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `GET /healthz`: the process is up and answering (no authentication, for
+/// orchestrators' liveness probes).
+async fn healthz() -> Response {
+    json_status(
+        axum::http::StatusCode::OK,
+        serde_json::json!({ "status": "ok" }),
+    )
+}
+
+/// `GET /readyz`: 200 when storage can be used, 503 otherwise (the cause is
+/// logged, not sent: probes need no internals).
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.registry.ready().await {
+        Ok(()) => json_status(
+            axum::http::StatusCode::OK,
+            serde_json::json!({ "status": "ready" }),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "not ready");
+            json_status(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "status": "unavailable" }),
+            )
+        }
+    }
 }
 
 async fn api_version_header(mut resp: Response) -> Response {

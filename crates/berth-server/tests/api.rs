@@ -187,6 +187,29 @@ async fn base_endpoint() {
     assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
 }
 
+/// `/healthz` answers while the process runs; `/readyz` says whether storage can
+/// be used, and when it cannot says 503 without naming paths or causes.
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ok");
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ready");
+    // The blob store's directory disappears: not ready.
+    let blobs = app.dir.path().join("blobs");
+    let moved = app.dir.path().join("blobs-away");
+    std::fs::rename(&blobs, &moved).unwrap();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json(), serde_json::json!({ "status": "unavailable" }));
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    std::fs::rename(&moved, &blobs).unwrap();
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+}
+
 // ---- end-4b: monolithic POST ----------------------------------------------------------
 
 /// § Single POST: "Successful completion of the request MUST return a 201 Created

@@ -447,6 +447,23 @@ impl BlobStore {
         }
     }
 
+    /// Check that the blob and upload directories are there (readiness).
+    pub async fn check(&self) -> Result<()> {
+        for dir in [&self.blobs, &self.uploads] {
+            let m = tokio::fs::metadata(dir)
+                .await
+                .map_err(|e| StorageError::io("stat", dir, e))?;
+            if !m.is_dir() {
+                return Err(StorageError::io(
+                    "stat",
+                    dir,
+                    std::io::Error::other("not a directory"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Remove a committed blob's file (garbage collection; the caller has made
     /// sure nothing links it). False if it was not there.
     pub async fn remove_blob(&self, digest: &Digest) -> Result<bool> {

@@ -438,6 +438,14 @@ impl Metadata {
         Ok(out)
     }
 
+    /// Answer a trivial query (readiness: the database can be read).
+    pub fn ping(&self) -> Result<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+        })
+    }
+
     /// Whether the repository exists.
     pub fn repo_exists(&self, repo: &str) -> Result<bool> {
         self.read(|c| repo_id(c, repo).map(|r| r.is_some()))
