@@ -43,7 +43,26 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("manifest_cache_bytes", Kind::Int),
         ],
     ),
-    ("log", &[("level", Kind::Str)]),
+    (
+        "log",
+        &[
+            ("level", Kind::Str),
+            ("format", Kind::Str),
+            ("access", Kind::Bool),
+        ],
+    ),
+    (
+        "metrics",
+        &[
+            ("enabled", Kind::Bool),
+            ("listen", Kind::Str),
+            ("retry_window", Kind::Amount),
+        ],
+    ),
+    (
+        "events",
+        &[("queue", Kind::Int), ("endpoints", Kind::Nested)],
+    ),
     (
         "tls",
         &[
@@ -111,6 +130,9 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
 /// `BERTH_<SECTION>_<KEY>` overrides but are not.
 const CLIENT_VARIABLES: &[&str] = &["BERTH_AUTH_FILE"];
 
+/// The event kinds `[[events.endpoints]] types` may name.
+pub const EVENT_KINDS: &[&str] = &["push", "delete", "tag", "scrub"];
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +163,98 @@ pub struct Config {
     pub immutable_tags: berth_registry::policy::ImmutableConfig,
     /// `[quotas]`: storage limits per repository.
     pub quotas: berth_registry::policy::QuotaConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// `[events]`: CloudEvents sent to webhooks.
+    pub events: EventsConfig,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format). Default true.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (plain HTTP, no authentication: bind it
+    /// to an internal interface). Unset: `/metrics` is served on the main listener.
+    pub listen: Option<String>,
+    /// A pull that fails and is asked for again by the same client address within
+    /// this window counts as a retry, not a first attempt (SLI M1). Default `5m`.
+    pub retry_window: berth_registry::policy::Amount,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: None,
+            retry_window: berth_registry::policy::Amount::Text("5m".into()),
+        }
+    }
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events held per endpoint while it is slow or down; when full, new events
+    /// for it are dropped (and counted), never waited for. Default 1024.
+    pub queue: u64,
+    /// Where events go (`[[events.endpoints]]`). Default: nowhere.
+    pub endpoints: Vec<EventEndpointConfig>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queue: 1024,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// One webhook receiving CloudEvents (`[[events.endpoints]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventEndpointConfig {
+    /// A short name, used in logs and as the `endpoint` metric label.
+    pub name: String,
+    /// `http://` or `https://` URL events are POSTed to.
+    pub url: String,
+    /// Event kinds sent: `push`, `delete`, `tag`, `scrub`. Default: all.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Repository patterns (`*`, `**`) whose events are sent. Default: all.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Extra request headers (e.g. `Authorization`); values are never logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Attempts per event before it is given up (and counted). Default 8.
+    #[serde(default = "default_event_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry, doubled each time. Default `1s`.
+    #[serde(default = "default_event_backoff")]
+    pub backoff: berth_registry::policy::Amount,
+    /// Longest delay between retries. Default `60s`.
+    #[serde(default = "default_event_max_backoff")]
+    pub max_backoff: berth_registry::policy::Amount,
+    /// Time allowed for one delivery. Default `10s`.
+    #[serde(default = "default_event_timeout")]
+    pub timeout: berth_registry::policy::Amount,
+}
+
+fn default_event_attempts() -> u32 {
+    8
+}
+fn default_event_backoff() -> berth_registry::policy::Amount {
+    berth_registry::policy::Amount::Text("1s".into())
+}
+fn default_event_max_backoff() -> berth_registry::policy::Amount {
+    berth_registry::policy::Amount::Text("60s".into())
+}
+fn default_event_timeout() -> berth_registry::policy::Amount {
+    berth_registry::policy::Amount::Text("10s".into())
 }
 
 /// `[tls]`.
@@ -387,12 +501,30 @@ pub struct LogConfig {
     /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or a tracing
     /// `EnvFilter` directive. Default `info`.
     pub level: String,
+    /// `text` (human-readable) or `json` (one JSON object per line). Default `text`.
+    pub format: LogFormat,
+    /// Log one line per request (target `berth::access`: request id, operation,
+    /// repository, status, bytes, duration) at `info`. Default false.
+    pub access: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
+            access: false,
         }
     }
 }
@@ -498,6 +630,7 @@ impl Config {
             ));
         }
         self.validate_access(origin, &mut problems);
+        self.validate_observability(origin, &mut problems);
         if let Err(lifecycle) = berth_registry::Lifecycle::compile(&self.lifecycle()) {
             problems.extend(lifecycle.into_iter().map(|p| format!("{origin}: {p}")));
         }
@@ -511,6 +644,75 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError { problems })
+        }
+    }
+
+    fn validate_observability(&self, origin: &str, problems: &mut Vec<String>) {
+        if let Some(l) = &self.metrics.listen
+            && let Err(e) = l.parse::<SocketAddr>()
+        {
+            problems.push(format!(
+                "{origin}: metrics.listen {l:?} is not an address like 127.0.0.1:9090 ({e})"
+            ));
+        }
+        if let Err(e) = self.metrics.retry_window.duration() {
+            problems.push(format!("{origin}: metrics.retry_window: {e}"));
+        }
+        if self.events.queue == 0 {
+            problems.push(format!("{origin}: events.queue must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, ep) in self.events.endpoints.iter().enumerate() {
+            let at = format!("{origin}: events.endpoints[{i}]");
+            if ep.name.trim().is_empty() {
+                problems.push(format!("{at}.name must not be empty"));
+            } else if !names.insert(ep.name.as_str()) {
+                problems.push(format!("{at}.name {:?} is used twice", ep.name));
+            }
+            match url::Url::parse(&ep.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => problems.push(format!(
+                    "{at}.url {:?}: scheme {:?} is not http or https",
+                    ep.url,
+                    u.scheme()
+                )),
+                Err(e) => problems.push(format!("{at}.url {:?} is not a URL ({e})", ep.url)),
+            }
+            for t in &ep.types {
+                if !EVENT_KINDS.contains(&t.as_str()) {
+                    problems.push(format!(
+                        "{at}.types: unknown event kind {t:?} (one of {})",
+                        EVENT_KINDS.join(", ")
+                    ));
+                }
+            }
+            for r in &ep.repositories {
+                if let Err(e) = berth_oci::RepoPattern::compile(r) {
+                    problems.push(format!("{at}.repositories: {r:?}: {e}"));
+                }
+            }
+            if ep.max_attempts == 0 {
+                problems.push(format!("{at}.max_attempts must be at least 1"));
+            }
+            for (key, amount) in [
+                ("backoff", &ep.backoff),
+                ("max_backoff", &ep.max_backoff),
+                ("timeout", &ep.timeout),
+            ] {
+                match amount.duration() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push(format!("{at}.{key} must be more than zero")),
+                    Err(e) => problems.push(format!("{at}.{key}: {e}")),
+                }
+            }
+            for (k, v) in &ep.headers {
+                if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                    || axum::http::HeaderValue::from_str(v).is_err()
+                {
+                    // The value may be a secret: name only the header.
+                    problems.push(format!("{at}.headers: {k:?} is not a valid header"));
+                }
+            }
         }
     }
 
@@ -930,6 +1132,7 @@ mod tests {
             for (key, kind) in *keys {
                 let value = match kind {
                     Kind::Str if *section == "auth" && *key == "mode" => "\"token\"".to_owned(),
+                    Kind::Str if *section == "log" && *key == "format" => "\"json\"".to_owned(),
                     Kind::Str => "\"127.0.0.1:1\"".to_owned(),
                     Kind::Int => "4096".to_owned(),
                     Kind::Bool => "true".to_owned(),

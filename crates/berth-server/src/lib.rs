@@ -13,8 +13,10 @@ pub mod audit;
 pub mod config;
 pub mod endpoint;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod maintenance;
+pub mod telemetry;
 pub mod tls;
 
 use std::future::Future;
@@ -44,12 +46,26 @@ pub fn router(registry: Arc<Registry>) -> Router {
 /// Build the application router with access control (and the token service at
 /// `/token` when it is configured).
 pub fn router_with_access(registry: Arc<Registry>, access: Arc<Access>) -> Router {
+    router_with(registry, access, telemetry::Telemetry::standalone())
+}
+
+/// Build the application router with access control and telemetry (metrics,
+/// events, access logs).
+pub fn router_with(
+    registry: Arc<Registry>,
+    access: Arc<Access>,
+    telemetry: Arc<telemetry::Telemetry>,
+) -> Router {
     Router::new()
         .route("/token", axum::routing::get(token).post(token))
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
         .fallback(handlers::dispatch)
-        .with_state(AppState { registry, access })
+        .with_state(AppState {
+            registry,
+            access,
+            telemetry,
+        })
         .layer(axum::middleware::map_response(api_version_header))
 }
 

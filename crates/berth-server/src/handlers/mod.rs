@@ -30,6 +30,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Access control.
     pub access: Arc<Access>,
+    /// Metrics and events.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// What an endpoint needs the caller to be allowed.
