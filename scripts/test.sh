@@ -3,7 +3,8 @@
 # On a fresh machine it first installs what the tests need (Debian packages: skopeo,
 # podman, docker.io, umoci, busybox-static, …), then runs, in order:
 #   formatting and clippy checks, every cargo test (unit, in-process API,
-#   crash-safety, concurrency), the real-client tests (skopeo, podman, docker,
+#   crash-safety, concurrency), the Prometheus rules' checks and unit tests
+#   (deploy/check.sh, promtool), the real-client tests (skopeo, podman, docker,
 #   umoci) against a spawned `berth serve`, and a smoke run of the benchmark harness
 #   (benches/compare.sh --smoke: tiny sizes, proves the script works; timings never
 #   fail it).
@@ -26,6 +27,9 @@ cargo build --workspace --locked
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "prometheus rules and grafana dashboards (promtool)"
+bash deploy/check.sh
 
 step "real clients against berth serve"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/clients/run.sh

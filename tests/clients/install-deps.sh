@@ -12,10 +12,13 @@ export DEBIAN_FRONTEND=noninteractive
 # openssl makes the test CA and certificates of cases/60-auth-tls.sh. The benchmark
 # harness (benches/compare.sh, smoke-run by scripts/test.sh) also uses docker-registry,
 # openssl (`openssl speed`, the SHA-256 ceiling), jq, curl and nginx-light (nginx serving
-# a static copy of the test blob: the GET ceiling).
+# a static copy of the test blob: the GET ceiling). prometheus provides promtool, which
+# deploy/check.sh uses to check and unit-test the alerting rules and the dashboards' PromQL
+# (which metrics they use is the cargo test crates/berth-server/tests/dashboards.rs), and
+# the prometheus server scrapes berth in crates/berth-cli/tests/observability.rs.
 PKGS=(skopeo podman docker.io containerd runc conmon umoci busybox-static
       docker-registry jq curl coreutils procps util-linux iproute2
-      ca-certificates golang-github-containers-common openssl nginx-light)
+      ca-certificates golang-github-containers-common openssl nginx-light prometheus)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -412,7 +412,7 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            init_logging(&cfg.log.level);
+            init_server_logging(&cfg.log);
             match run_serve(&cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -518,6 +518,32 @@ fn layout_verify(dir: &std::path::Path) -> ExitCode {
             eprintln!("berth layout verify: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Set up `berth serve`'s logging to stderr: `[log] level` (unless BERTH_LOG
+/// says otherwise) in `[log] format`.
+fn init_server_logging(log: &berth_server::config::LogConfig) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    // Access lines are asked for by `[log] access`, whatever the level.
+    if log.access
+        && let Ok(d) = "berth::access=info".parse()
+    {
+        filter = filter.add_directive(d);
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        berth_server::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        berth_server::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

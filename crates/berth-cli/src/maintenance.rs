@@ -87,7 +87,7 @@ async fn execute(cfg: &Config, req: &AdminRequest) -> anyhow::Result<Value> {
         manifest_cache_bytes: 0,
     };
     match Registry::open_with(dir, limits, lifecycle).await {
-        Ok(registry) => Ok(admin::run(&registry, req).await?),
+        Ok(registry) => Ok(admin::run(&registry, None, req).await?),
         Err(RegistryError::Storage(StorageError::Locked(_))) => {
             let socket = dir.join(admin::SOCKET_NAME);
             admin::request(&socket, req).await.with_context(|| {

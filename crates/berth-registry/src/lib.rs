@@ -13,6 +13,7 @@ pub mod policy;
 mod registry;
 mod retention;
 mod scrub;
+mod stats;
 mod tracking;
 mod uploads;
 
@@ -20,7 +21,7 @@ pub use berth_storage::{QuarantineRecord, StoredManifest, UploadId};
 pub use error::RegistryError;
 pub use gc::{BlobFreed, GcReport};
 pub use policy::{Lifecycle, LifecycleConfig};
-pub use registry::{Limits, ManifestPut, Registry};
+pub use registry::{Limits, ManifestPut, Registry, TagChange};
 pub use retention::{RetentionReport, TagDecision};
 pub use scrub::{Corrupt, RepoUsage, ScrubReport, UsageReport};
 

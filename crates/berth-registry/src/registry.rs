@@ -36,12 +36,38 @@ impl Default for Limits {
 }
 
 /// The outcome of a manifest push.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestPut {
     /// Digest of the stored bytes.
     pub digest: Digest,
     /// The `subject` the manifest names, if any (for the `OCI-Subject` header).
     pub subject: Option<Digest>,
+    /// The manifest's media type, as stored.
+    pub media_type: String,
+    /// Size of the manifest in bytes.
+    pub size: u64,
+    /// For an image manifest (OCI or Docker v2): the config's size plus every
+    /// layer's, as declared in its descriptors. `None` for indexes and others.
+    pub image_bytes: Option<u64>,
+    /// Each distinct tag pointed at the manifest, with what it pointed at before.
+    pub tags: Vec<TagChange>,
+}
+
+/// One tag a manifest push pointed, and where it pointed before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagChange {
+    /// The tag.
+    pub tag: String,
+    /// The manifest it pointed at before the push; `None` if it is new.
+    pub previous: Option<Digest>,
+}
+
+impl TagChange {
+    /// Whether the push created or moved this tag (rather than re-pointing it at
+    /// the manifest it already named).
+    pub fn changed(&self, now: &Digest) -> bool {
+        self.previous.as_ref() != Some(now)
+    }
 }
 
 /// The registry: a blob store and a metadata store, plus in-flight upload state.
@@ -487,6 +513,12 @@ impl Registry {
             Reference::Tag(_) => Digest::sha256_of(&body),
         };
         let parsed = manifest::parse(content_type, &body)?;
+        let image_bytes = matches!(
+            parsed.media_type.as_str(),
+            media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST
+        )
+        .then(|| parsed.blobs.iter().map(|d| d.size).sum());
+        let size = body.len() as u64;
         let record = ManifestRecord {
             digest: digest.clone(),
             media_type: parsed.media_type,
@@ -512,20 +544,21 @@ impl Registry {
             tags.push(t.to_string());
         }
         let subject = record.subject.clone();
+        let stored_type = record.media_type.clone();
         let r = repo.to_string();
         let meta = self.meta.clone();
         let cache = self.cache.clone();
         let lifecycle = self.lifecycle.clone();
         // The cache is invalidated on the blocking thread, right after the commit:
         // that runs even if this request is dropped while waiting.
-        tokio::task::spawn_blocking(move || {
+        let previous = tokio::task::spawn_blocking(move || {
             let guard = |tag: &str| lifecycle.immutable_rule(&r, tag);
-            meta.put_manifest(&r, &record, &tags, &guard)?;
+            let previous = meta.put_manifest(&r, &record, &tags, &guard)?;
             cache.invalidate(Change::Tags {
                 repo: &r,
                 tags: &tags,
             });
-            Ok(())
+            Ok(previous)
         })
         .await
         .map_err(RegistryError::task)?
@@ -545,7 +578,17 @@ impl Registry {
             )),
             PutManifestError::Storage(s) => RegistryError::Storage(s),
         })?;
-        Ok(ManifestPut { digest, subject })
+        Ok(ManifestPut {
+            digest,
+            subject,
+            media_type: stored_type,
+            size,
+            image_bytes,
+            tags: previous
+                .into_iter()
+                .map(|(tag, previous)| TagChange { tag, previous })
+                .collect(),
+        })
     }
 
     /// A manifest for `HEAD`: as [`Registry::manifest`], but a manifest asked
@@ -611,7 +654,9 @@ impl Registry {
     }
 
     /// Delete a tag (only the tag) or a manifest by digest (with its tags).
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+    /// Returns the digest of the manifest the tag pointed at (by digest: that
+    /// digest).
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
         let r = repo.to_string();
         let cache = self.cache.clone();
         // As in put_manifest: invalidate on the blocking thread, after the commit.
@@ -633,8 +678,8 @@ impl Registry {
                 })
                 .await?
             }
-            Reference::Digest(d) => {
-                let d = d.clone();
+            Reference::Digest(digest) => {
+                let d = digest.clone();
                 let lifecycle = self.lifecycle.clone();
                 let outcome = self
                     .db(move |m| {
@@ -650,8 +695,8 @@ impl Registry {
                     })
                     .await?;
                 match outcome {
-                    Deleted::Yes => true,
-                    Deleted::NotFound => false,
+                    Deleted::Yes => Some(digest.clone()),
+                    Deleted::NotFound => None,
                     Deleted::Protected { tag, rule } => {
                         return Err(RegistryError::Denied(format!(
                             "manifest {reference} of {repo} is tagged {tag}, which is immutable (rule {rule}): it cannot be deleted"
@@ -660,11 +705,7 @@ impl Registry {
                 }
             }
         };
-        if deleted {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown(reference.to_string()))
-        }
+        deleted.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
     }
 
     // ---- discovery --------------------------------------------------------------
@@ -895,5 +936,101 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("abandoned upload file was not removed");
+    }
+
+    /// A push reports its media type, size, image bytes and, per tag, what the
+    /// tag pointed at before; a tag delete reports the manifest it named.
+    #[tokio::test]
+    async fn manifest_put_reports_tag_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path(), Limits::default()).await.unwrap();
+        let repo: RepoName = "a".parse().unwrap();
+        let (config, layer): (&'static [u8], &'static [u8]) = (b"{}", b"layer bytes");
+        for data in [config, layer] {
+            let d = Digest::sha256_of(data);
+            reg.put_blob_monolithic(&repo, &d, None, body(&[data]))
+                .await
+                .unwrap();
+        }
+        let image = |n: u32| {
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_MANIFEST,
+                "config": {"mediaType": media_type::OCI_CONFIG, "size": 2,
+                           "digest": Digest::sha256_of(config).to_string()},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": 11,
+                            "digest": Digest::sha256_of(layer).to_string()}],
+                "annotations": {"n": n.to_string()},
+            })
+            .to_string()
+            .into_bytes()
+        };
+        let tag = |t: &str| Reference::Tag(t.parse().unwrap());
+        let (one, two) = (image(1), image(2));
+        let p1 = reg
+            .put_manifest(&repo, &tag("v1"), &[], None, one.clone())
+            .await
+            .unwrap();
+        assert_eq!(p1.media_type, media_type::OCI_MANIFEST);
+        assert_eq!(p1.size, one.len() as u64);
+        assert_eq!(p1.image_bytes, Some(13));
+        assert_eq!(
+            p1.tags,
+            vec![TagChange {
+                tag: "v1".into(),
+                previous: None
+            }]
+        );
+        assert!(p1.tags[0].changed(&p1.digest));
+        let extra: Vec<Tag> = vec!["latest".parse().unwrap()];
+        let p2 = reg
+            .put_manifest(&repo, &tag("v1"), &extra, None, two)
+            .await
+            .unwrap();
+        assert_eq!(
+            p2.tags,
+            vec![
+                TagChange {
+                    tag: "latest".into(),
+                    previous: None
+                },
+                TagChange {
+                    tag: "v1".into(),
+                    previous: Some(p1.digest.clone())
+                },
+            ]
+        );
+        let again = reg
+            .put_manifest(&repo, &tag("latest"), &[], None, image(2))
+            .await
+            .unwrap();
+        assert!(!again.tags[0].changed(&again.digest));
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": [{"mediaType": media_type::OCI_MANIFEST, "size": one.len(),
+                           "digest": p1.digest.to_string()}],
+        })
+        .to_string()
+        .into_bytes();
+        let pi = reg
+            .put_manifest(&repo, &tag("idx"), &[], None, index)
+            .await
+            .unwrap();
+        assert_eq!(pi.image_bytes, None);
+        assert_eq!(
+            reg.delete_manifest(&repo, &tag("v1")).await.unwrap(),
+            p2.digest
+        );
+        assert_eq!(
+            reg.delete_manifest(&repo, &Reference::Digest(p1.digest.clone()))
+                .await
+                .unwrap(),
+            p1.digest
+        );
+        assert!(matches!(
+            reg.delete_manifest(&repo, &tag("v1")).await,
+            Err(RegistryError::ManifestUnknown(_))
+        ));
     }
 }

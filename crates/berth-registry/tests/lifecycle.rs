@@ -466,7 +466,7 @@ async fn gc_under_fire_never_breaks_a_push_and_leaves_only_what_tags_reach() {
                 if roll == 1 {
                     let t = &tags[rng.random_range(0..tags.len())];
                     match reg.delete_manifest(&r, &tag(t)).await {
-                        Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}
+                        Ok(_) | Err(RegistryError::ManifestUnknown(_)) => {}
                         Err(e) => return Err(format!("client {c}: delete tag {t}: {e}")),
                     }
                 }

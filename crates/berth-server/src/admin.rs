@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_registry::{Registry, RegistryError};
+
+use crate::telemetry::Telemetry;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -73,19 +75,31 @@ pub enum AdminError {
     },
 }
 
-/// Run one request against an open registry; the report as JSON.
+/// Run one request against an open registry; the report as JSON. With
+/// `telemetry` (a running server), passes are recorded in its metrics and
+/// findings sent as events.
 pub async fn run(
     registry: &Registry,
+    telemetry: Option<&Telemetry>,
     req: &AdminRequest,
 ) -> Result<serde_json::Value, RegistryError> {
-    let value = match req {
-        AdminRequest::Gc { dry_run } => serde_json::to_value(registry.gc(*dry_run).await?),
-        AdminRequest::Retention { dry_run } => {
+    let value = match (req, telemetry) {
+        (AdminRequest::Gc { dry_run }, Some(t)) => {
+            serde_json::to_value(t.gc(registry, *dry_run).await?)
+        }
+        (AdminRequest::Gc { dry_run }, None) => serde_json::to_value(registry.gc(*dry_run).await?),
+        (AdminRequest::Retention { dry_run }, Some(t)) => {
+            serde_json::to_value(t.retention(registry, *dry_run).await?)
+        }
+        (AdminRequest::Retention { dry_run }, None) => {
             serde_json::to_value(registry.apply_retention(*dry_run).await?)
         }
-        AdminRequest::Scrub { rate } => serde_json::to_value(registry.scrub(*rate).await?),
-        AdminRequest::Usage => serde_json::to_value(registry.usage().await?),
-        AdminRequest::Quarantine => serde_json::to_value(registry.quarantined().await?),
+        (AdminRequest::Scrub { rate }, Some(t)) => {
+            serde_json::to_value(t.scrub(registry, *rate).await?)
+        }
+        (AdminRequest::Scrub { rate }, None) => serde_json::to_value(registry.scrub(*rate).await?),
+        (AdminRequest::Usage, _) => serde_json::to_value(registry.usage().await?),
+        (AdminRequest::Quarantine, _) => serde_json::to_value(registry.quarantined().await?),
     };
     Ok(value.unwrap_or(serde_json::Value::Null))
 }
@@ -107,7 +121,11 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 }
 
 /// Answer requests on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::UnixListener, registry: Arc<Registry>) {
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    registry: Arc<Registry>,
+    telemetry: Arc<Telemetry>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -118,15 +136,20 @@ pub async fn serve(listener: tokio::net::UnixListener, registry: Arc<Registry>) 
             }
         };
         let registry = registry.clone();
+        let telemetry = telemetry.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &registry).await {
+            if let Err(e) = answer(stream, &registry, &telemetry).await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
         });
     }
 }
 
-async fn answer(stream: tokio::net::UnixStream, registry: &Registry) -> std::io::Result<()> {
+async fn answer(
+    stream: tokio::net::UnixStream,
+    registry: &Registry,
+    telemetry: &Telemetry,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
@@ -135,7 +158,7 @@ async fn answer(stream: tokio::net::UnixStream, registry: &Registry) -> std::io:
         Err(e) => serde_json::json!({ "ok": false, "error": format!("bad request: {e}") }),
         Ok(req) => {
             tracing::info!(request = ?req, "admin request");
-            match run(registry, &req).await {
+            match run(registry, Some(telemetry), &req).await {
                 Ok(report) => serde_json::json!({ "ok": true, "report": report }),
                 Err(e) => {
                     tracing::error!(error = %e, "admin request failed");

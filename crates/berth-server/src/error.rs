@@ -158,7 +158,10 @@ impl IntoResponse for ApiError {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let ApiErrorParts {
-            status, headers, ..
+            status,
+            headers,
+            code,
+            ..
         } = *self.0;
         let mut resp = (
             status,
@@ -167,6 +170,10 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         resp.headers_mut().extend(headers);
+        // For the metrics layer (manifest validation failures by code).
+        if let Some(code) = code {
+            resp.extensions_mut().insert(code);
+        }
         resp
     }
 }

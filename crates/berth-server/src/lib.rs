@@ -56,17 +56,25 @@ pub fn router_with(
     access: Arc<Access>,
     telemetry: Arc<telemetry::Telemetry>,
 ) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/token", axum::routing::get(token).post(token))
         .route("/healthz", axum::routing::get(healthz))
-        .route("/readyz", axum::routing::get(readyz))
+        .route("/readyz", axum::routing::get(readyz));
+    if telemetry.metrics_on_main {
+        router = router.route("/metrics", axum::routing::get(metrics));
+    }
+    router
         .fallback(handlers::dispatch)
         .with_state(AppState {
             registry,
             access,
-            telemetry,
+            telemetry: telemetry.clone(),
         })
         .layer(axum::middleware::map_response(api_version_header))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            telemetry::layer::track,
+        ))
 }
 
 /// `GET`/`POST /token`.
@@ -140,6 +148,11 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     }
 }
 
+/// `GET /metrics` on the main listener.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    telemetry::render(&state.registry, &state.telemetry).await
+}
+
 async fn api_version_header(mut resp: Response) -> Response {
     resp.headers_mut().insert(
         "docker-distribution-api-version",
@@ -211,18 +224,54 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
+    let telemetry = telemetry::Telemetry::from_config(config);
+    let metrics_listener = match (&config.metrics.listen, config.metrics.enabled) {
+        (Some(a), true) => {
+            let maddr: SocketAddr = a.parse().map_err(|e| {
+                ServeError::Config(ConfigError {
+                    problems: vec![format!("metrics.listen {a:?}: {e}")],
+                })
+            })?;
+            let l = tokio::net::TcpListener::bind(maddr)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: maddr,
+                    source,
+                })?;
+            Some(l)
+        }
+        _ => None,
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let background = maintenance::spawn(registry.clone());
+    let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(addr = %a, "metrics at http://{a}/metrics");
+        }
+        tokio::spawn(telemetry::serve_metrics(
+            l,
+            registry.clone(),
+            telemetry.clone(),
+            async move {
+                let _ = metrics_stop_rx.await;
+            },
+        ))
+    });
+    let background = maintenance::spawn(registry.clone(), telemetry.clone());
     let admin_path = config.storage.data_dir.join(admin::SOCKET_NAME);
     let admin_task = match admin::bind(&admin_path) {
-        Ok(l) => Some(tokio::spawn(admin::serve(l, registry.clone()))),
+        Ok(l) => Some(tokio::spawn(admin::serve(
+            l,
+            registry.clone(),
+            telemetry.clone(),
+        ))),
         Err(e) => {
             tracing::warn!(path = %admin_path.display(), error = %e, "no admin socket: `berth gc` and friends cannot reach this server");
             None
         }
     };
     let flush_on_exit = registry.clone();
-    let app = router_with_access(registry, access);
+    let app = router_with(registry, access, telemetry);
     let stop = async move {
         shutdown.await;
         let _ = tx.send(());
@@ -266,6 +315,10 @@ pub async fn serve(
         }
     };
     background.abort();
+    let _ = metrics_stop_tx.send(());
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     if let Some(t) = admin_task {
         t.abort();
     }

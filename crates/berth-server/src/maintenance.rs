@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use berth_registry::Registry;
 
+use crate::telemetry::Telemetry;
+
 /// How often noted pulls are written to the database.
 const PULL_FLUSH: Duration = Duration::from_secs(5);
 
 /// Start every scheduled job; abort the handle to stop them.
-pub fn spawn(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(registry: Arc<Registry>, telemetry: Arc<Telemetry>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let policy = registry.lifecycle().clone();
         let mut jobs = tokio::task::JoinSet::new();
@@ -22,26 +24,26 @@ pub fn spawn(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
             async move { r.flush_pulls().await }
         }));
         if let Some(period) = policy.gc.interval {
-            let r = registry.clone();
+            let (r, t) = (registry.clone(), telemetry.clone());
             jobs.spawn(every(period, "garbage collection", move || {
-                let r = r.clone();
-                async move { r.gc(false).await.map(|_| ()) }
+                let (r, t) = (r.clone(), t.clone());
+                async move { t.gc(&r, false).await.map(|_| ()) }
             }));
         }
         if let Some(period) = policy.retention_interval
             && !policy.retention.is_empty()
         {
-            let r = registry.clone();
+            let (r, t) = (registry.clone(), telemetry.clone());
             jobs.spawn(every(period, "retention", move || {
-                let r = r.clone();
-                async move { r.apply_retention(false).await.map(|_| ()) }
+                let (r, t) = (r.clone(), t.clone());
+                async move { t.retention(&r, false).await.map(|_| ()) }
             }));
         }
         if let Some(period) = policy.scrub.interval {
-            let r = registry.clone();
+            let (r, t) = (registry.clone(), telemetry.clone());
             jobs.spawn(every(period, "scrub", move || {
-                let r = r.clone();
-                async move { r.scrub(None).await.map(|_| ()) }
+                let (r, t) = (r.clone(), t.clone());
+                async move { t.scrub(&r, None).await.map(|_| ()) }
             }));
         }
         while jobs.join_next().await.is_some() {}

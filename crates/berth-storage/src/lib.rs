@@ -26,10 +26,12 @@
 mod blobs;
 mod lifecycle;
 mod metadata;
+mod stats;
 
 pub use blobs::{BlobFile, BlobStore, BlobStream, UploadAppender, UploadId};
 pub use lifecycle::{GcPlan, Inconsistency, QuarantineRecord, RepoUsage, TagInfo};
 pub use lock::DirLock;
+pub use stats::StoreCounts;
 
 mod lock;
 pub use metadata::{

@@ -93,7 +93,7 @@ pub struct QuarantineRecord {
 }
 
 /// Artifact types of signatures (cosign, notation, sigstore bundles).
-const SIGNATURE_TYPES: &str = "'application/vnd.dev.cosign.artifact.sig.v1+json',
+pub(crate) const SIGNATURE_TYPES: &str = "'application/vnd.dev.cosign.artifact.sig.v1+json',
      'application/vnd.cncf.notary.signature',
      'application/vnd.dev.sigstore.bundle.v0.3+json'";
 

@@ -562,28 +562,37 @@ impl Metadata {
     ///
     /// A tag that `immutable` protects may be created, or pushed again with the
     /// same manifest, but never moved to another one.
+    ///
+    /// Returns each distinct tag (in the order given) with the digest it pointed
+    /// at before, read in the same transaction: `None` for a new tag.
     pub fn put_manifest(
         &self,
         repo: &str,
         m: &ManifestRecord,
         tags: &[String],
         immutable: TagGuard<'_>,
-    ) -> std::result::Result<(), PutManifestError> {
-        self.write(|tx| -> std::result::Result<(), PutManifestError> {
+    ) -> std::result::Result<Vec<(String, Option<Digest>)>, PutManifestError> {
+        self.write(|tx| -> std::result::Result<_, PutManifestError> {
             let id = ensure_repo(tx, repo)?;
             let digest = m.digest.to_string();
+            let mut previous: Vec<(String, Option<Digest>)> = Vec::with_capacity(tags.len());
             for tag in tags {
-                let Some(rule) = immutable(tag) else { continue };
-                let current: Option<String> = tx
+                if previous.iter().any(|(t, _)| t == tag) {
+                    continue;
+                }
+                let current: Option<Digest> = tx
                     .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
-                    .query_row(params![id, tag], |r| r.get(0))
+                    .query_row(params![id, tag], |r| parse_digest(r.get(0)?))
                     .optional()?;
-                if current.is_some_and(|c| c != digest) {
+                if let Some(rule) = immutable(tag)
+                    && current.as_ref().is_some_and(|c| c.to_string() != digest)
+                {
                     return Err(PutManifestError::ImmutableTag {
                         tag: tag.clone(),
                         rule,
                     });
                 }
+                previous.push((tag.clone(), current));
             }
             let mut missing = Vec::new();
             let mut mismatch = None;
@@ -660,7 +669,7 @@ impl Metadata {
                     params![id, tag, digest, now],
                 )?;
             }
-            Ok(())
+            Ok(previous)
         })
     }
 
@@ -708,15 +717,17 @@ impl Metadata {
         })
     }
 
-    /// Remove a tag; false if it did not exist.
-    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
-        self.write(|tx| -> Result<bool> {
-            let n = tx.execute(
+    /// Remove a tag; returns the digest it pointed at, `None` if it did not exist.
+    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
+        self.write(|tx| -> Result<Option<Digest>> {
+            tx.prepare_cached(
                 "DELETE FROM tags WHERE name = ?2
-                 AND repo_id = (SELECT id FROM repositories WHERE name = ?1)",
-                params![repo, tag],
-            )?;
-            Ok(n > 0)
+                 AND repo_id = (SELECT id FROM repositories WHERE name = ?1)
+                 RETURNING digest",
+            )?
+            .query_row(params![repo, tag], |r| parse_digest(r.get(0)?))
+            .optional()
+            .map_err(Into::into)
         })
     }
 
@@ -952,6 +963,33 @@ mod tests {
         let repos = plan(catalog_page_sql(), params![10, "r5"]);
         assert!(repos.contains("repositories_sorted (name>?)"), "{repos}");
         assert!(!repos.contains("TEMP B-TREE"), "{repos}");
+    }
+
+    #[test]
+    fn put_manifest_reports_previous_tag_digests() {
+        let (_d, m) = db();
+        let one = record(b"{\"a\":1}", vec![]);
+        let two = record(b"{\"a\":2}", vec![]);
+        let tags = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let got = m
+            .put_manifest("r", &one, &tags(&["x", "y", "x"]), &free)
+            .unwrap();
+        assert_eq!(got, vec![("x".to_string(), None), ("y".to_string(), None)]);
+        let got = m
+            .put_manifest("r", &two, &tags(&["y", "z"]), &free)
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("y".to_string(), Some(one.digest.clone())),
+                ("z".to_string(), None)
+            ]
+        );
+        let got = m.put_manifest("r", &two, &tags(&["y"]), &free).unwrap();
+        assert_eq!(got, vec![("y".to_string(), Some(two.digest.clone()))]);
+        assert_eq!(m.delete_tag("r", "y").unwrap(), Some(two.digest.clone()));
+        assert_eq!(m.delete_tag("r", "y").unwrap(), None);
+        assert_eq!(m.delete_tag("nowhere", "y").unwrap(), None);
     }
 
     #[test]

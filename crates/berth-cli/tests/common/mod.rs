@@ -36,6 +36,16 @@ impl Server {
 
     /// [`Server::start`] with more arguments for `berth serve` (e.g. `--config`).
     pub fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Server {
+        Server::spawn(data_dir, extra, Stdio::inherit())
+    }
+
+    /// [`Server::start_with`], its standard error (logs) written to `log`.
+    pub fn start_logged(data_dir: &Path, extra: &[&std::ffi::OsStr], log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("create log file");
+        Server::spawn(data_dir, extra, Stdio::from(file))
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&std::ffi::OsStr], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("serve")
             .arg("--listen")
@@ -46,7 +56,7 @@ impl Server {
             .env("BERTH_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("child stdout");

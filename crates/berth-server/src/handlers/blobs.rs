@@ -9,6 +9,7 @@ use berth_registry::Registry;
 use super::names::DOCKER_CONTENT_DIGEST;
 use super::{empty, header_str};
 use crate::error::ApiError;
+use crate::events::{DeleteReason, Event, Events};
 
 /// What a `Range` header asks of a blob of `size` bytes (RFC 9110 § 14).
 #[derive(Debug, PartialEq, Eq)]
@@ -110,12 +111,19 @@ pub(crate) async fn get(
         .map_err(ApiError::internal)
 }
 
+/// Unlink a blob from the repository; emits `blob.deleted`.
 pub(crate) async fn delete(
     registry: &Registry,
+    events: &Events,
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response, ApiError> {
     registry.delete_blob(name, digest).await?;
+    events.emit(Event::blob_deleted(
+        name.as_str(),
+        digest,
+        DeleteReason::Api,
+    ));
     Ok(empty(StatusCode::ACCEPTED, vec![]))
 }
 

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use super::names::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
 use super::{content_length, empty, header_str, query_pairs};
 use crate::error::ApiError;
+use crate::events::{DeleteReason, Event, Events};
 
 pub(crate) async fn get(
     registry: &Registry,
@@ -45,8 +46,12 @@ pub(crate) async fn get(
     resp.body(body).map_err(ApiError::internal)
 }
 
+/// Store a manifest; emits `manifest.pushed` and a `tag.updated` per tag created
+/// or moved, and leaves the [`berth_registry::ManifestPut`] in the response's
+/// extensions for the metrics layer.
 pub(crate) async fn put(
     registry: &Registry,
+    events: &Events,
     name: &RepoName,
     reference: &Reference,
     req: Request,
@@ -81,22 +86,36 @@ pub(crate) async fn put(
     let put = registry
         .put_manifest(name, reference, &tags, content_type.as_deref(), body)
         .await?;
+    events.manifest_put(name.as_str(), &put);
     let digest = put.digest.to_string();
     let mut headers = vec![
         ("location", format!("/v2/{name}/manifests/{digest}")),
         (DOCKER_CONTENT_DIGEST, digest),
     ];
-    if let Some(s) = put.subject {
+    if let Some(s) = &put.subject {
         headers.push((OCI_SUBJECT, s.to_string()));
     }
-    Ok(empty(StatusCode::CREATED, headers))
+    let mut resp = empty(StatusCode::CREATED, headers);
+    resp.extensions_mut().insert(put);
+    Ok(resp)
 }
 
+/// Delete a tag or a manifest; emits `tag.deleted` or `manifest.deleted`.
 pub(crate) async fn delete(
     registry: &Registry,
+    events: &Events,
     name: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
-    registry.delete_manifest(name, reference).await?;
+    let digest = registry.delete_manifest(name, reference).await?;
+    events.emit(match reference {
+        Reference::Tag(t) => Event::tag_deleted(
+            name.as_str(),
+            t.as_str(),
+            Some(&digest.to_string()),
+            DeleteReason::Api,
+        ),
+        Reference::Digest(_) => Event::manifest_deleted(name.as_str(), &digest, DeleteReason::Api),
+    });
     Ok(empty(StatusCode::ACCEPTED, vec![]))
 }

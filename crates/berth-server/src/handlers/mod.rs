@@ -215,15 +215,21 @@ pub async fn dispatch(State(state): State<AppState>, mut req: Request) -> Respon
         (Endpoint::Referrers(name, d), &Method::GET) => discovery::referrers(r, name, d, req).await,
         (Endpoint::Manifest(name, re), &Method::GET) => manifests::get(r, name, re, true).await,
         (Endpoint::Manifest(name, re), &Method::HEAD) => manifests::get(r, name, re, false).await,
-        (Endpoint::Manifest(name, re), &Method::PUT) => manifests::put(r, name, re, req).await,
-        (Endpoint::Manifest(name, re), &Method::DELETE) => manifests::delete(r, name, re).await,
+        (Endpoint::Manifest(name, re), &Method::PUT) => {
+            manifests::put(r, &state.telemetry.events, name, re, req).await
+        }
+        (Endpoint::Manifest(name, re), &Method::DELETE) => {
+            manifests::delete(r, &state.telemetry.events, name, re).await
+        }
         (Endpoint::Blob(name, d), &Method::GET) => {
             blobs::get(r, name, d, req.headers(), true).await
         }
         (Endpoint::Blob(name, d), &Method::HEAD) => {
             blobs::get(r, name, d, req.headers(), false).await
         }
-        (Endpoint::Blob(name, d), &Method::DELETE) => blobs::delete(r, name, d).await,
+        (Endpoint::Blob(name, d), &Method::DELETE) => {
+            blobs::delete(r, &state.telemetry.events, name, d).await
+        }
         (Endpoint::UploadStart(name), &Method::POST) => uploads::start(r, name, req).await,
         (Endpoint::Upload(name, id), &Method::GET) => uploads::status(r, name, *id).await,
         (Endpoint::Upload(name, id), &Method::PATCH) => uploads::patch(r, name, *id, req).await,
@@ -231,7 +237,13 @@ pub async fn dispatch(State(state): State<AppState>, mut req: Request) -> Respon
         (Endpoint::Upload(name, id), &Method::DELETE) => uploads::cancel(r, name, *id).await,
         _ => Err(unsupported(&method)),
     };
-    let resp = result.unwrap_or_else(IntoResponse::into_response);
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if state.telemetry.access_log
+        && let Some(user) = &caller.user
+    {
+        resp.extensions_mut()
+            .insert(crate::telemetry::layer::CallerName(user.clone()));
+    }
     if !access.is_open() {
         audit_change(access, &caller, &endpoint, &method, resp.status());
     }
