@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod maintenance;
 pub mod telemetry;
 pub mod tls;
+mod unread_body;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +72,7 @@ pub fn router_with(
             telemetry: telemetry.clone(),
         })
         .layer(axum::middleware::map_response(api_version_header))
+        .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
         .layer(axum::middleware::from_fn_with_state(
             telemetry,
             telemetry::layer::track,
