@@ -16,9 +16,23 @@ export DEBIAN_FRONTEND=noninteractive
 # deploy/check.sh uses to check and unit-test the alerting rules and the dashboards' PromQL
 # (which metrics they use is the cargo test crates/berth-server/tests/dashboards.rs), and
 # the prometheus server scrapes berth in crates/berth-cli/tests/observability.rs.
+# debootstrap builds a real Debian root whose dpkg database the SBOM test
+# (cases/80-supply.sh) checks berth's catalogue against; golang-go builds a real Go
+# binary whose embedded build info the SBOM must read.
 PKGS=(skopeo podman docker.io containerd runc conmon umoci busybox-static
       docker-registry jq curl coreutils procps util-linux iproute2
-      ca-certificates golang-github-containers-common openssl nginx-light prometheus)
+      ca-certificates golang-github-containers-common openssl nginx-light prometheus debootstrap golang-go)
+
+# Independent validators and verifiers from PyPI (cases/80-supply.sh and the
+# berth-supply tests): spdx-tools (pyspdxtools), cyclonedx-python-lib (CycloneDX 1.6
+# JSON schema validation), securesystemslib and in-toto (DSSE envelopes). Pinned.
+PIP_PKGS=(spdx-tools==0.8.5 "cyclonedx-python-lib[json-validation]==11.12.0"
+          securesystemslib==1.6.0 in-toto==3.1.0)
+if ! python3 -c 'import spdx_tools, cyclonedx.validation.json, securesystemslib.dsse, in_toto' 2>/dev/null; then
+  echo "install-deps: pip installing: ${PIP_PKGS[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}" \
+    || { echo "install-deps: pip install failed" >&2; exit 1; }
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

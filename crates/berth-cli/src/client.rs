@@ -91,7 +91,7 @@ impl From<ClientError> for Failure {
     }
 }
 
-type Res<T = ()> = std::result::Result<T, Failure>;
+pub(crate) type Res<T = ()> = std::result::Result<T, Failure>;
 
 /// Run `f` on a fresh runtime; report a failure as `berth NAME: …` with the
 /// documented exit code.
@@ -156,11 +156,11 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn location(s: &str) -> Res<Location> {
+pub(crate) fn location(s: &str) -> Res<Location> {
     s.parse().map_err(|e| Failure::Usage(format!("{s}: {e}")))
 }
 
-fn registry_ref(s: &str) -> Res<ImageReference> {
+pub(crate) fn registry_ref(s: &str) -> Res<ImageReference> {
     match location(s)? {
         Location::Registry(r) => Ok(r),
         Location::Layout { .. } => Err(Failure::Usage(format!(
@@ -169,7 +169,7 @@ fn registry_ref(s: &str) -> Res<ImageReference> {
     }
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 

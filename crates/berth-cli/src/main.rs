@@ -13,6 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod client;
 mod maintenance;
 mod progress;
+mod supply;
 
 use client::{ClientArgs, TransferArgs};
 
@@ -221,6 +222,66 @@ enum Command {
     /// when some failed (the report is still printed) or ready timed out, 2 for bad
     /// usage or a failed set-up.
     Bench(berth_bench::BenchArgs),
+    /// Generate an ECDSA P-256 key pair in cosign's formats: PREFIX.key (encrypted
+    /// with the password from BERTH_PASSWORD or a prompt, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// File name prefix.
+        #[arg(
+            long = "output-key-prefix",
+            default_value = "cosign",
+            value_name = "PREFIX"
+        )]
+        prefix: String,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign an image's manifest digest (cosign simple signing), stored by cosign's
+    /// tag scheme and/or as an OCI 1.1 referrer.
+    Sign {
+        #[command(flatten)]
+        sign: supply::SignArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify an image's signatures (either scheme) with a public key; exit 0 only
+    /// when at least one valid signature names the image's digest.
+    Verify {
+        #[command(flatten)]
+        verify: supply::VerifyArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Attach a signed in-toto attestation (DSSE envelope) to an image.
+    Attest {
+        #[command(flatten)]
+        attest: supply::AttestArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify an image's attestations with a public key and print their predicates.
+    VerifyAttestation {
+        #[command(flatten)]
+        verify: supply::VerifyAttestationArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Catalogue an image's packages from its layers (whiteouts applied) as an SBOM
+    /// (SPDX 2.3 or CycloneDX 1.6 JSON); optionally attach it to the image.
+    Sbom {
+        #[command(flatten)]
+        sbom: supply::SbomArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an image and everything attached to it (signatures, attestations,
+    /// SBOMs), by the tag scheme and as referrers.
+    Tree {
+        /// Registry reference.
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -390,6 +451,41 @@ fn main() -> ExitCode {
         } => client::run("index create", &c, |cl| {
             client::index_create(cl, &reference, &manifests, &c)
         }),
+        Command::Keygen { prefix, force } => {
+            init_logging("warn");
+            match supply::keygen(&prefix, force) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(client::Failure::Usage(m)) => {
+                    eprintln!("berth keygen: {m}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(client::Failure::Client(e)) => {
+                    eprintln!("berth keygen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Sign { sign, client: c } => {
+            client::run("sign", &c, |cl| supply::sign(cl, &sign, &c))
+        }
+        Command::Verify { verify, client: c } => {
+            client::run("verify", &c, |cl| supply::verify(cl, &verify, &c))
+        }
+        Command::Attest { attest, client: c } => {
+            client::run("attest", &c, |cl| supply::attest(cl, &attest, &c))
+        }
+        Command::VerifyAttestation { verify, client: c } => {
+            client::run("verify-attestation", &c, |cl| {
+                supply::verify_attestation(cl, &verify, &c)
+            })
+        }
+        Command::Sbom { sbom, client: c } => {
+            client::run("sbom", &c, |cl| supply::sbom(cl, &sbom, &c))
+        }
+        Command::Tree {
+            reference,
+            client: c,
+        } => client::run("tree", &c, |cl| supply::tree(cl, &reference, &c)),
         Command::Serve {
             listen,
             data_dir,

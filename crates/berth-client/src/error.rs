@@ -90,6 +90,10 @@ pub enum ClientError {
     /// The registry broke the protocol (missing header, bad Location, …).
     #[error("{0}")]
     Protocol(String),
+    /// No signature or attestation verified (the message says what was found and
+    /// why each failed).
+    #[error("{0}")]
+    Verification(String),
     /// A layout operation failed.
     #[error(transparent)]
     Layout(#[from] berth_oci::layout::LayoutError),
@@ -117,7 +121,8 @@ impl ClientError {
             | ClientError::DigestMismatch { .. }
             | ClientError::SizeMismatch { .. }
             | ClientError::InvalidManifest { .. }
-            | ClientError::PlatformNotFound { .. } => true,
+            | ClientError::PlatformNotFound { .. }
+            | ClientError::Verification(_) => true,
             ClientError::Registry { status, .. } => *status == 404,
             ClientError::Layout(
                 L::DigestMismatch { .. }

@@ -491,6 +491,37 @@ impl Registry {
         Ok(header_str(resp.headers(), CONTENT_LENGTH.as_str()).and_then(|s| s.parse().ok()))
     }
 
+    /// Upload a small blob held in memory (a signature, an SBOM, a config) in one
+    /// request, unless the repository already has it. Returns its digest.
+    pub async fn put_small_blob(&self, repo: &str, bytes: Bytes) -> Result<Digest> {
+        let digest = Digest::sha256_of(&bytes);
+        if self.blob_size(repo, &digest).await?.is_some() {
+            return Ok(digest);
+        }
+        match self.start_upload(repo, None).await? {
+            UploadStart::Mounted => {}
+            UploadStart::Session(session) => {
+                self.finish_upload(repo, &session, &digest, Some(bytes))
+                    .await?;
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Whether the registry answers the referrers API (distribution-spec "Listing
+    /// Referrers") for `repo`; `false` when it answers 404, as registries without
+    /// it (CNCF Distribution 2.x) do. Clients then maintain the referrers tag
+    /// schema themselves.
+    pub async fn supports_referrers(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let op = format!("listing referrers of {digest} in {}/{repo}", self.host);
+        let url = self.url(&format!("/v2/{repo}/referrers/{digest}"))?;
+        let resp = self.call(&op, Method::GET, url, &Scope::pull(repo)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        expect_ok(resp, &op, &[StatusCode::OK]).await.map(|_| true)
+    }
+
     /// Start fetching blob `digest` from byte `offset`. Returns the response and
     /// whether it starts at `offset` (206) or at 0 (200: the registry ignored the
     /// range).
