@@ -60,8 +60,8 @@ pub enum SbomFormat {
 impl SbomFormat {
     fn media_type(self) -> &'static str {
         match self {
-            SbomFormat::SpdxJson => "application/spdx+json",
-            SbomFormat::CyclonedxJson => "application/vnd.cyclonedx+json",
+            SbomFormat::SpdxJson => attach::SBOM_SPDX_ARTIFACT_TYPE,
+            SbomFormat::CyclonedxJson => attach::SBOM_CYCLONEDX_ARTIFACT_TYPE,
         }
     }
     fn predicate(self) -> &'static str {
@@ -556,7 +556,7 @@ pub async fn sign(client: Client, a: &SignArgs, args: &ClientArgs) -> Res {
             &target.repo,
             subject,
             &blob,
-            "sig",
+            attach::SIGNATURE_TAG_SUFFIX,
             attach::SIGNATURE_ARTIFACT_TYPE,
             a.scheme,
         )
@@ -601,7 +601,7 @@ pub async fn verify(client: Client, a: &VerifyArgs, args: &ClientArgs) -> Res {
         &target.registry,
         &target.repo,
         &target.digest,
-        "sig",
+        attach::SIGNATURE_TAG_SUFFIX,
         attach::SIGNATURE_ARTIFACT_TYPE,
         attach::SIMPLE_SIGNING_MEDIA_TYPE,
     )
@@ -611,7 +611,7 @@ pub async fn verify(client: Client, a: &VerifyArgs, args: &ClientArgs) -> Res {
             "no signatures found for {}@{} (looked for tag {} and referrers of type {})",
             target.docker_reference(),
             target.digest,
-            attach::tag_for(&target.digest, "sig"),
+            attach::tag_for(&target.digest, attach::SIGNATURE_TAG_SUFFIX),
             attach::SIGNATURE_ARTIFACT_TYPE
         )));
     }
@@ -708,7 +708,7 @@ async fn attest_value(
         &target.repo,
         subject,
         &blob,
-        "att",
+        attach::ATTESTATION_TAG_SUFFIX,
         attach::ATTESTATION_ARTIFACT_TYPE,
         scheme,
     )
@@ -756,7 +756,7 @@ pub async fn verify_attestation(
         &target.registry,
         &target.repo,
         &target.digest,
-        "att",
+        attach::ATTESTATION_TAG_SUFFIX,
         attach::ATTESTATION_ARTIFACT_TYPE,
         attach::DSSE_MEDIA_TYPE,
     )
@@ -999,7 +999,7 @@ pub async fn sbom(client: Client, a: &SbomArgs, args: &ClientArgs) -> Res {
             &target.repo,
             &subject_desc,
             &blob,
-            "sbom",
+            attach::SBOM_TAG_SUFFIX,
             mt,
             Scheme::Referrers,
         )
@@ -1043,9 +1043,9 @@ pub async fn tree(client: Client, reference: &str, args: &ClientArgs) -> Res {
     let repo = &target.repo;
     let mut tags = Vec::new();
     for (suffix, kind) in [
-        ("sig", "signatures"),
-        ("att", "attestations"),
-        ("sbom", "sboms"),
+        (attach::SIGNATURE_TAG_SUFFIX, "signatures"),
+        (attach::ATTESTATION_TAG_SUFFIX, "attestations"),
+        (attach::SBOM_TAG_SUFFIX, "sboms"),
     ] {
         let r = tag_ref(&target.digest, suffix)?;
         if let Some(bytes) = manifest_if_any(reg, repo, &r).await? {

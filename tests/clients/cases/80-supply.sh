@@ -415,6 +415,11 @@ test_supply_sbom_go() {
 }
 register supply-sbom-go test_supply_sbom_go
 
+# metric_value NAME: the value of an unlabelled series on berth's /metrics (0 if absent).
+metric_value() {
+  curl -s -m 10 "http://$(reg)/metrics" | awk -v n="$1" '$1 == n {printf "%d\n", $2; f=1} END {if (!f) print 0}'
+}
+
 test_supply_sbom_attach_tree() {
   supply_keys
   local l=$WORK/oci b=$WORK/bundle site=usr/lib/python3/site-packages
@@ -424,10 +429,18 @@ test_supply_sbom_attach_tree() {
   run pip install --quiet --no-deps --target "$b/rootfs/$site" six==1.16.0 || die "pip install"
   run umoci repack --image "$l:py" "$b" || die "repack"
   berth_ push "oci:$l:py" "$(reg)/supply/tree:py" || die "push"
-  local d
+  local d s0 g0
   d=$(layout_digest "$l" py)
+  s0=$(metric_value berth_images_with_sbom)
+  g0=$(metric_value berth_images_signed)
   berth_out "$WORK/o" "$WORK/e" sbom "$(reg)/supply/tree:py" --format spdx-json --attach --key "$WORK/cosign.key" \
     || die "berth sbom --attach --key failed"
+  berth_ sign "$(reg)/supply/tree:py" --key "$WORK/cosign.key" || die "sign"
+  if [ "$REGISTRY_UNDER_TEST" = berth ]; then
+    # M6 and M5 (docs/metrics.md) count what berth attached
+    expect_eq "$(metric_value berth_images_with_sbom)" "$((s0 + 1))" "berth_images_with_sbom after sbom --attach"
+    expect_eq "$(metric_value berth_images_signed)" "$((g0 + 1))" "berth_images_signed after sign"
+  fi
   berth_out "$WORK/t" "$WORK/e" tree "$(reg)/supply/tree:py" -o json || die "berth tree"
   expect_eq "$(jq -r '[.referrers[] | select(.artifactType == "application/spdx+json")] | length' "$WORK/t")" 1 "SPDX referrers in tree"
   expect_eq "$(jq -r '[.tags[] | select(.kind == "attestations")] | length' "$WORK/t")" 1 "attestation tag in tree"
