@@ -34,6 +34,14 @@ if ! python3 -c 'import spdx_tools, cyclonedx.validation.json, securesystemslib.
     || { echo "install-deps: pip install failed" >&2; exit 1; }
 fi
 
+# cargo-auditable (crates.io) builds the real auditable binary cases/80-supply.sh
+# catalogues (~1 min to build).
+if ! command -v cargo-auditable >/dev/null 2>&1; then
+  echo "install-deps: cargo install cargo-auditable"
+  cargo install --quiet --locked cargo-auditable --version 0.7.7 \
+    || { echo "install-deps: cargo install cargo-auditable failed" >&2; exit 1; }
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -420,6 +420,29 @@ metric_value() {
   curl -s -m 10 "http://$(reg)/metrics" | awk -v n="$1" '$1 == n {printf "%d\n", $2; f=1} END {if (!f) print 0}'
 }
 
+# A real cargo-auditable binary (cargo-auditable from crates.io, installed by
+# install-deps.sh) with one dependency, and the crate's Cargo.lock beside it: both are
+# catalogued, each with its own location.
+test_supply_sbom_rust() {
+  command -v cargo-auditable >/dev/null || die "cargo-auditable not installed"
+  local src=$WORK/src root=$WORK/root
+  mkdir -p "$src/src" "$root/usr/local/bin" "$root/app"
+  printf '[package]\nname = "berthdemo"\nversion = "0.3.1"\nedition = "2021"\n\n[dependencies]\nitoa = "=1.0.11"\n\n[workspace]\n' >"$src/Cargo.toml"
+  printf 'fn main() { println!("{}", itoa::Buffer::new().format(42)); }\n' >"$src/src/main.rs"
+  (cd "$src" && CARGO_TARGET_DIR=$WORK/target run cargo auditable build --release --quiet) || die "cargo auditable build"
+  cp "$WORK/target/release/berthdemo" "$root/usr/local/bin/" && cp "$src/Cargo.lock" "$root/app/" || die "copy"
+  image_from_root "$WORK/oci" rust "$root" || die "building the image"
+  berth_out "$WORK/rust.spdx.json" "$WORK/e" sbom "oci:$WORK/oci:rust" || die "berth sbom"
+  validate_spdx "$WORK/rust.spdx.json"
+  berth_out "$WORK/rust.cdx.json" "$WORK/e" sbom "oci:$WORK/oci:rust" --format cyclonedx-json || die "berth sbom (cyclonedx)"
+  validate_cyclonedx "$WORK/rust.cdx.json"
+  jq -r '.components[] | select(.purl == "pkg:cargo/itoa@1.0.11") | .properties[] | select(.name == "berth:location") | .value' \
+    "$WORK/rust.cdx.json" | sort >"$WORK/itoa-locations.txt"
+  expect_eq "$(tr '\n' ' ' <"$WORK/itoa-locations.txt")" "app/Cargo.lock usr/local/bin/berthdemo " "where itoa 1.0.11 was found"
+  jq -r '.components[].purl' "$WORK/rust.cdx.json" | grep -qx 'pkg:cargo/berthdemo@0.3.1' || die "the binary's own crate is missing"
+}
+register supply-sbom-rust test_supply_sbom_rust
+
 test_supply_sbom_attach_tree() {
   supply_keys
   local l=$WORK/oci b=$WORK/bundle site=usr/lib/python3/site-packages
