@@ -1,5 +1,5 @@
 //! SPDX 2.3 JSON output: the document, one package for the image (purpose
-//! CONTAINER), one for the distribution (OPERATING-SYSTEM) and one per
+//! CONTAINER), one for the distribution (OPERATING_SYSTEM) and one per
 //! catalogued package, and the relationships DOCUMENT DESCRIBES image, image
 //! CONTAINS each of the others.
 
@@ -63,7 +63,9 @@ pub fn to_spdx(catalog: &Catalog, subject: &SubjectInfo, created: time::OffsetDa
             "licenseConcluded": "NOASSERTION",
             "licenseDeclared": "NOASSERTION",
             "copyrightText": "NOASSERTION",
-            "primaryPackagePurpose": "OPERATING-SYSTEM",
+            // The SPDX 2.3 JSON schema's spelling; the spec's clause 7.24
+            // writes OPERATING-SYSTEM (tag-value).
+            "primaryPackagePurpose": "OPERATING_SYSTEM",
         });
         if let Some(v) = &distro.version_id {
             os["versionInfo"] = json!(v);
