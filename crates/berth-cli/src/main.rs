@@ -13,6 +13,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod client;
 mod maintenance;
 mod progress;
+mod run;
+mod stream;
 mod supply;
 
 use client::{ClientArgs, TransferArgs};
@@ -282,6 +284,23 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Unpack an image into an OCI runtime bundle: rootfs/ from the layers (safely:
+    /// nothing outside the bundle is ever written) and config.json from the image
+    /// config.
+    Unpack {
+        #[command(flatten)]
+        unpack: run::UnpackArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run an image with an OCI runtime (runc): pull into the local cache, unpack
+    /// once, run; exit with the container's exit code (125 when berth fails).
+    Run {
+        #[command(flatten)]
+        run: run::RunArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -486,6 +505,10 @@ fn main() -> ExitCode {
             reference,
             client: c,
         } => client::run("tree", &c, |cl| supply::tree(cl, &reference, &c)),
+        Command::Unpack { unpack, client: c } => {
+            client::run("unpack", &c, |cl| run::unpack(cl, &unpack, &c))
+        }
+        Command::Run { run: r, client: c } => run::run_command(&r, &c),
         Command::Serve {
             listen,
             data_dir,

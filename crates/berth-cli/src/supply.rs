@@ -10,7 +10,7 @@ use std::sync::Arc;
 use berth_client::registry::Registry;
 use berth_client::source::Source;
 use berth_client::{Client, ClientError};
-use berth_oci::digest::{Digest, Digester};
+use berth_oci::digest::Digest;
 use berth_oci::manifest::{self, Descriptor};
 use berth_oci::media_type;
 use berth_oci::name::{Reference, Tag};
@@ -826,26 +826,6 @@ pub async fn verify_attestation(
 // ---------------------------------------------------------------------------
 // sbom
 
-/// A `Read` over chunks sent from the async side (the layer as it downloads).
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(c) => self.current = c,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
 /// Catalogue the image `desc` points at in `source`: every layer streamed in
 /// order through the cataloguer on a blocking thread, each verified by digest
 /// (a layer that does not match fails the whole SBOM).
@@ -865,49 +845,24 @@ async fn catalogue(
                 reason: e.to_string(),
             })
         })?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-        let input = LayerInput {
-            digest: desc.digest.clone(),
-            media_type: desc.media_type.clone(),
-            reader: ChunkReader {
-                rx,
-                current: Bytes::new(),
+        let digest = desc.digest.clone();
+        let media_type = desc.media_type.clone();
+        let (back, result) = crate::stream::stream_blob(
+            source,
+            &desc,
+            retry,
+            &format!("layer {i} of {what}"),
+            move |reader| {
+                let r = cat.add_layer(LayerInput {
+                    digest,
+                    media_type,
+                    reader,
+                });
+                (cat, r)
             },
-        };
-        let worker = tokio::task::spawn_blocking(move || {
-            let r = cat.add_layer(input);
-            (cat, r)
-        });
-        let mut reader = source.blob(&desc, retry).await?;
-        let mut digester = Digester::new(desc.digest.algorithm());
-        let mut sender = Some(tx);
-        let streamed = async {
-            while let Some(c) = reader.next().await? {
-                digester.update(&c);
-                if let Some(tx) = &sender
-                    && tx.send(c).await.is_err()
-                {
-                    // The cataloguer has read all it needs (or failed); keep hashing.
-                    sender = None;
-                }
-            }
-            Ok::<(), ClientError>(())
-        }
-        .await;
-        drop(sender);
-        let (back, result) = worker
-            .await
-            .map_err(|e| usage(format!("cataloguing thread: {e}")))?;
+        )
+        .await?;
         cat = back;
-        streamed?;
-        let actual = digester.finish();
-        if actual != desc.digest {
-            return Err(Failure::Client(ClientError::DigestMismatch {
-                what: format!("layer {i} of {what}"),
-                expected: desc.digest,
-                actual,
-            }));
-        }
         result.map_err(|e| supply_err(what, e.into()))?;
     }
     Ok(cat.finish())

@@ -253,16 +253,25 @@ pub fn validate_value(kind: SchemaKind, value: &Value) -> Result<(), SchemaError
             })?;
     match compiled.schemas.validate(value, root) {
         Ok(()) => Ok(()),
-        Err(error) => {
-            let mut violations = Vec::new();
-            collect_violations(&error, &mut violations);
-            if violations.is_empty() {
-                // A failure with no cause below it: report the failure itself.
-                violations.push(violation(&error, error.kind.to_string()));
-            }
-            Err(SchemaError::Invalid { kind, violations })
-        }
+        Err(error) => Err(SchemaError::Invalid {
+            kind,
+            violations: violations(&error),
+        }),
     }
+}
+
+/// Every violation in a `boon` validation error, in document order, messages cut to a
+/// readable length: the leaves of its tree, a failed `oneOf`/`anyOf` as one violation
+/// listing why each alternative failed, or the failure itself when it has no causes.
+/// Shared by every crate that validates against vendored JSON schemas.
+pub fn violations(error: &ValidationError<'_, '_>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    collect_violations(error, &mut out);
+    if out.is_empty() {
+        // A failure with no cause below it: report the failure itself.
+        out.push(violation(error, error.kind.to_string()));
+    }
+    out
 }
 
 /// Flattens the validator's tree of errors into `out`, in document order: every leaf is a
