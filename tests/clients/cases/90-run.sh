@@ -78,6 +78,14 @@ test_run_unpack_matches_umoci() {
   local l=$WORK/oci
   run umoci init --layout "$l" || die "umoci init"
   build_tricky_image "$l" tricky || die "building the test image"
+  # the busybox test images too (one layer each, from the shared layout)
+  local t
+  for t in amd64 arm64; do
+    run_out "$WORK/o" "$WORK/e" unpack "oci:$IMAGES:$t" "$WORK/berth-$t" || die "berth unpack $t failed"
+    run umoci unpack --image "$IMAGES:$t" "$WORK/umoci-$t" || die "umoci unpack $t failed"
+    diff <(tree_listing "$WORK/umoci-$t/rootfs") <(tree_listing "$WORK/berth-$t/rootfs") >"$WORK/diff.txt" \
+      || die "rootfs of $t differs from umoci's: $(head -n 12 "$WORK/diff.txt" | tr '\n' ' ')"
+  done
   run_out "$WORK/o" "$WORK/e" unpack "oci:$l:tricky" "$WORK/berth-bundle" || die "berth unpack failed"
   run umoci unpack --image "$l:tricky" "$WORK/umoci-bundle" || die "umoci unpack failed"
   tree_listing "$WORK/berth-bundle/rootfs" >"$WORK/berth.txt"
@@ -185,6 +193,25 @@ test_run_busybox() {
   [ "$?" -ne 0 ] || die "--read-only: writing to / succeeded"
   run_out "$WORK/o" "$WORK/e" run --rm --network none "$ref" -- /bin/ls /sys/class/net || die "network none run"
   expect_eq "$(tr '\n' ' ' <"$WORK/o")" "lo " "interfaces with --network none"
+  run_out "$WORK/o" "$WORK/e" run --rm --network host "$ref" -- /bin/ls /sys/class/net || die "network host run"
+  expect_eq "$(tr '\n' ' ' <"$WORK/o")" "$(ls /sys/class/net | tr '\n' ' ')" "interfaces with --network host"
+  # resource limits reach the container's cgroup (v2 files, else v1)
+  run_out "$WORK/o" "$WORK/e" run --rm --memory 64MiB --cpus 0.5 "$ref" -- /bin/sh -c \
+    'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; (cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) | cut -d" " -f1' \
+    || die "limits run"
+  expect_eq "$(tr '\n' ' ' <"$WORK/o")" "67108864 50000 " "memory limit and cpu quota inside the container"
+  # a user name resolved through the image's /etc/passwd and /etc/group
+  local l=$WORK/users b=$WORK/users-bundle
+  cp -a "$IMAGES" "$l"
+  run umoci unpack --image "$l:$NATIVE" "$b" || die "unpack for the users image"
+  printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1500:1600:app:/home/app:/bin/sh\n' >"$b/rootfs/etc/passwd"
+  printf 'root:x:0:\napp:x:1600:\nextra:x:1700:app\n' >"$b/rootfs/etc/group"
+  run umoci repack --image "$l:users" "$b" || die "repack users"
+  run_out "$WORK/o" "$WORK/e" run --rm -u app "oci:$l:users" -- /bin/sh -c 'echo "$(id -u) $(id -g) $(id -G) $HOME"' || die "run -u app"
+  expect_eq "$(cat "$WORK/o")" "1500 1600 1600 1700 /home/app" "uid, gid, groups and HOME of user app"
+  run_out "$WORK/o" "$WORK/e" run --rm -u nosuchuser "oci:$l:users" -- /bin/true
+  expect_eq "$?" 125 "exit code when the user does not exist in the image"
+  grep -q nosuchuser "$WORK/e" || die "unknown user: message does not name the user"
   # a container's writes stay in its own filesystem
   run_out "$WORK/o" "$WORK/e" run --rm "$ref" -- /bin/sh -c 'echo dirty >/etc/berth-test' || die "write run"
   run_out "$WORK/o" "$WORK/e" run --rm "$ref" -- /bin/cat /etc/berth-test || die "read run"
