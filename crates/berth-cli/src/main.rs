@@ -10,6 +10,7 @@ use berth_server::Config;
 use berth_server::admin::AdminRequest;
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod build;
 mod client;
 mod maintenance;
 mod progress;
@@ -301,6 +302,22 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Build an image reproducibly from directories on a base (or scratch): the same
+    /// inputs give the same digest. Pushes to a registry or writes a layout.
+    Build {
+        #[command(flatten)]
+        build: build::BuildArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Explain why two images differ: manifest, config fields, and for each layer
+    /// that differs, the files and metadata. Exit 0 when they are the same, 1 when not.
+    Diff {
+        #[command(flatten)]
+        diff: build::DiffArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -509,6 +526,13 @@ fn main() -> ExitCode {
             client::run("unpack", &c, |cl| run::unpack(cl, &unpack, &c))
         }
         Command::Run { run: r, client: c } => run::run_command(&r, &c),
+        Command::Build {
+            build: b,
+            client: c,
+        } => client::run("build", &c, |cl| build::build(cl, &b, &c)),
+        Command::Diff { diff: d, client: c } => {
+            client::run("diff", &c, |cl| build::diff(cl, &d, &c))
+        }
         Command::Serve {
             listen,
             data_dir,
