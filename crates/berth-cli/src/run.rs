@@ -478,9 +478,10 @@ async fn run(client: Client, a: &RunArgs) -> Res<i32> {
     let outcome = run_in_bundle(&runtime, &id, &bundle, &image, a, rootless, &mut timing).await;
     let _ = runtime.delete(&id);
     rootfs.release();
-    if a.rm {
+    // A failed run leaves nothing worth keeping; a finished one is kept unless --rm.
+    if a.rm || outcome.is_err() {
         remove_tree(&bundle);
-    } else if outcome.is_ok() {
+    } else {
         eprintln!(
             "berth run: container {id} kept in {} (--rm removes it)",
             bundle.display()
