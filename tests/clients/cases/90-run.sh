@@ -220,10 +220,12 @@ test_run_busybox() {
   run_out "$WORK/o" "$WORK/e" run --rm "oci:$IMAGES:$NATIVE" -- /bin/echo layout || die "run from a layout"
   expect_eq "$(cat "$WORK/o")" layout "output of a run from a layout"
   # signals reach the container: SIGTERM to berth ends a sleeping container
-  "$BERTH" run --rm "$ref" -- /bin/sh -c 'trap "echo got-term; exit 42" TERM; while :; do sleep 0.1; done' \
+  "$BERTH" run --rm "$ref" -- /bin/sh -c 'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.1; done' \
     >"$WORK/sig.out" 2>"$WORK/sig.err" </dev/null &
-  local bp=$!
-  sleep 3
+  local bp=$! i
+  for ((i = 0; i < 300; i++)); do grep -q ready "$WORK/sig.out" && break; sleep 0.1; done
+  grep -q ready "$WORK/sig.out" || die "the container did not start within 30 s"
+  sleep 0.5
   kill -TERM "$bp"
   wait "$bp"
   expect_eq "$?" 42 "exit code after SIGTERM was forwarded"
