@@ -309,23 +309,32 @@ pub async fn unpack(client: Client, a: &UnpackArgs, _args: &ClientArgs) -> Res {
         .prefix(&format!(".{}.unpacking-", name.to_string_lossy()))
         .tempdir_in(&parent)
         .map_err(|e| fail(format!("creating a directory in {}: {e}", parent.display())))?;
-    let source = Source::open(&client, &location(&a.reference)?)?;
-    let image = resolve_image(&client, &source, a.platform.as_ref(), &a.reference).await?;
-    apply_layers(
-        &client,
-        &source,
-        &image,
-        &staging.path().join("rootfs"),
-        &a.unpack,
-        &a.reference,
-    )
-    .await?;
-    let opts = RunOptions {
-        rootless: id_mapping(a.unpack.rootless()),
-        ..RunOptions::default()
-    };
-    write_runtime_config(&image.config, staging.path(), &opts)?;
+    // The staging directory is removed by hand on failure: an unpacked tree may hold
+    // read-only directories that TempDir's own clean-up cannot remove as non-root.
     let staged = staging.keep();
+    let made = async {
+        let source = Source::open(&client, &location(&a.reference)?)?;
+        let image = resolve_image(&client, &source, a.platform.as_ref(), &a.reference).await?;
+        apply_layers(
+            &client,
+            &source,
+            &image,
+            &staged.join("rootfs"),
+            &a.unpack,
+            &a.reference,
+        )
+        .await?;
+        let opts = RunOptions {
+            rootless: id_mapping(a.unpack.rootless()),
+            ..RunOptions::default()
+        };
+        write_runtime_config(&image.config, &staged, &opts)
+    }
+    .await;
+    if let Err(e) = made {
+        remove_tree(&staged);
+        return Err(e);
+    }
     if let Err(e) = std::fs::rename(&staged, bundle) {
         remove_tree(&staged);
         return Err(fail(format!(
