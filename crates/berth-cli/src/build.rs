@@ -15,9 +15,8 @@ use berth_build::layer::{BuiltLayer, Compression, LayerOptions, build_layer};
 use berth_client::platform::Platform;
 use berth_client::source::Source;
 use berth_client::{Client, ClientError};
-use berth_oci::digest::Digest;
 use berth_oci::layout::Layout;
-use berth_oci::manifest::{self, Descriptor};
+use berth_oci::manifest::Descriptor;
 use berth_oci::media_type;
 use berth_oci::reference::Location;
 use clap::{Args, ValueEnum};
@@ -106,13 +105,6 @@ fn fail(m: impl Into<String>) -> Failure {
     Failure::Client(ClientError::Protocol(m.into()))
 }
 
-fn invalid(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::Client(ClientError::InvalidManifest {
-        what: what.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 fn key_value(s: &str, what: &str) -> Res<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -140,58 +132,6 @@ fn source_date_epoch() -> Res<i64> {
         }),
         Err(_) => Ok(0),
     }
-}
-
-/// An image fetched for building on or comparing: the platform's manifest (raw),
-/// its digest, its config (raw) and its layers.
-struct Fetched {
-    digest: Digest,
-    manifest: Value,
-    config_desc: Descriptor,
-    config: Vec<u8>,
-    layers: Vec<Descriptor>,
-}
-
-async fn fetch(client: &Client, source: &Source, platform: &Platform, what: &str) -> Res<Fetched> {
-    let (mut m, _) = source.top().await?;
-    if media_type::is_index(&m.media_type) {
-        let index: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
-        let i = berth_client::platform::select(&index, platform).map_err(|available| {
-            ClientError::PlatformNotFound {
-                reference: what.to_owned(),
-                wanted: platform.to_string(),
-                available,
-            }
-        })?;
-        let desc = manifest::parse_descriptor(&index["manifests"][i], "manifests")
-            .map_err(|e| invalid(what, e))?;
-        m = source.manifest(&desc).await?;
-    }
-    let body: Value = serde_json::from_slice(&m.bytes).map_err(|e| invalid(what, e))?;
-    let config_desc =
-        manifest::parse_descriptor(&body["config"], "config").map_err(|e| invalid(what, e))?;
-    let layers = body["layers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .enumerate()
-                .map(|(i, l)| manifest::parse_descriptor(l, &format!("layers[{i}]")))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|e| invalid(what, e))?
-        .unwrap_or_default();
-    let config = source
-        .small_blob(&config_desc, client.retry_policy())
-        .await?
-        .to_vec();
-    Ok(Fetched {
-        digest: m.digest,
-        manifest: body,
-        config_desc,
-        config,
-        layers,
-    })
 }
 
 /// Copy blob `desc` from `source` into `layout` (verified by digest on the way).
@@ -240,7 +180,7 @@ pub async fn build(client: Client, a: &BuildArgs, args: &ClientArgs) -> Res {
     } else {
         let loc = location(&a.from)?;
         let source = Source::open(&client, &loc)?;
-        let f = fetch(&client, &source, &platform, &a.from).await?;
+        let f = crate::image::fetch_image(&client, &source, Some(&platform), &a.from).await?;
         copy_blob(&client, &source, &f.config_desc, &stage_dir).await?;
         for l in &f.layers {
             copy_blob(&client, &source, l, &stage_dir).await?;
@@ -325,7 +265,7 @@ pub async fn build(client: Client, a: &BuildArgs, args: &ClientArgs) -> Res {
     let base_ref_name = base.as_ref().map(|_| a.from.clone());
     let composed = compose(
         base.as_ref()
-            .map(|b| (b.config.as_slice(), base_layers.as_slice())),
+            .map(|b| (b.config_bytes.as_ref(), base_layers.as_slice())),
         base.as_ref()
             .zip(base_ref_name.as_deref())
             .map(|(b, n)| (n, &b.digest)),
@@ -410,17 +350,14 @@ pub async fn diff(client: Client, a: &DiffArgs, args: &ClientArgs) -> Res {
     let platform = a.platform.clone().unwrap_or_else(Platform::host);
     let ls = Source::open(&client, &location(&a.left)?)?;
     let rs = Source::open(&client, &location(&a.right)?)?;
-    let l = fetch(&client, &ls, &platform, &a.left).await?;
-    let r = fetch(&client, &rs, &platform, &a.right).await?;
-    let data = |f: &Fetched, what: &str| -> Res<ImageData> {
-        Ok(ImageData {
-            manifest_digest: f.digest.clone(),
-            manifest: f.manifest.clone(),
-            config: serde_json::from_slice(&f.config)
-                .map_err(|e| invalid(&format!("config of {what}"), e))?,
-        })
+    let l = crate::image::fetch_image(&client, &ls, Some(&platform), &a.left).await?;
+    let r = crate::image::fetch_image(&client, &rs, Some(&platform), &a.right).await?;
+    let data = |f: &crate::image::Image| ImageData {
+        manifest_digest: f.digest.clone(),
+        manifest: f.manifest.clone(),
+        config: f.config.clone(),
     };
-    let image_diff = bdiff::diff_images(&data(&l, &a.left)?, &data(&r, &a.right)?);
+    let image_diff = bdiff::diff_images(&data(&l), &data(&r));
     // Contents of the layers that differ, each side spooled to a temp file.
     let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let mut layer_diffs = Vec::new();

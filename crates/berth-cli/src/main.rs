@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod build;
 mod client;
+mod image;
 mod maintenance;
 mod progress;
 mod run;

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use berth_client::platform::Platform;
 use berth_client::source::Source;
 use berth_client::{Client, ClientError};
-use berth_oci::digest::Digest;
 use berth_oci::layout::Layout;
-use berth_oci::manifest::{self, Descriptor};
-use berth_oci::media_type;
 use berth_oci::reference::Location;
 use berth_runtime::cache::{Cache, ContainerRootfs, remove_tree};
 use berth_runtime::config::{self as rconfig, IdMapping, Network, RunOptions};
@@ -146,74 +143,12 @@ fn fail(m: impl Into<String>) -> Failure {
     Failure::Client(ClientError::Protocol(m.into()))
 }
 
-fn invalid(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::Client(ClientError::InvalidManifest {
-        what: what.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-/// The image manifest `source` names (the platform's, for an index), its digest
-/// and its parsed config and layer descriptors.
-struct Image {
-    digest: Digest,
-    config: Value,
-    layers: Vec<Descriptor>,
-}
-
-async fn resolve_image(
-    client: &Client,
-    source: &Source,
-    platform: Option<&Platform>,
-    what: &str,
-) -> Res<Image> {
-    let (mut m, _) = source.top().await?;
-    if media_type::is_index(&m.media_type) {
-        let wanted = platform.cloned().unwrap_or_else(Platform::host);
-        let index: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
-        let i = berth_client::platform::select(&index, &wanted).map_err(|available| {
-            ClientError::PlatformNotFound {
-                reference: what.to_owned(),
-                wanted: wanted.to_string(),
-                available,
-            }
-        })?;
-        let desc = manifest::parse_descriptor(&index["manifests"][i], "manifests")
-            .map_err(|e| invalid(what, e))?;
-        m = source.manifest(&desc).await?;
-    }
-    let body: Value = serde_json::from_slice(&m.bytes).map_err(|e| invalid(what, e))?;
-    let config_desc =
-        manifest::parse_descriptor(&body["config"], "config").map_err(|e| invalid(what, e))?;
-    let layers = body["layers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .enumerate()
-                .map(|(i, l)| manifest::parse_descriptor(l, &format!("layers[{i}]")))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|e| invalid(what, e))?
-        .unwrap_or_default();
-    let config_bytes = source
-        .small_blob(&config_desc, client.retry_policy())
-        .await?;
-    let config: Value = serde_json::from_slice(&config_bytes)
-        .map_err(|e| invalid(&format!("config of {what}"), e))?;
-    Ok(Image {
-        digest: m.digest,
-        config,
-        layers,
-    })
-}
-
 /// Apply every layer of `image` into `rootfs` (created), in order, each streamed
 /// and verified by digest.
 async fn apply_layers(
     client: &Client,
     source: &Source,
-    image: &Image,
+    image: &crate::image::Image,
     rootfs: &Path,
     flags: &UnpackFlags,
     what: &str,
@@ -314,7 +249,8 @@ pub async fn unpack(client: Client, a: &UnpackArgs, _args: &ClientArgs) -> Res {
     let staged = staging.keep();
     let made = async {
         let source = Source::open(&client, &location(&a.reference)?)?;
-        let image = resolve_image(&client, &source, a.platform.as_ref(), &a.reference).await?;
+        let image =
+            crate::image::fetch_image(&client, &source, a.platform.as_ref(), &a.reference).await?;
         apply_layers(
             &client,
             &source,
@@ -441,7 +377,8 @@ async fn run(client: Client, a: &RunArgs) -> Res<i32> {
             Source::open(&client, &dst)?
         }
     };
-    let image = resolve_image(&client, &source, a.platform.as_ref(), &a.reference).await?;
+    let image =
+        crate::image::fetch_image(&client, &source, a.platform.as_ref(), &a.reference).await?;
     timing.pull = t.elapsed();
 
     // 2. Unpack once per image.
@@ -506,7 +443,7 @@ async fn run_in_bundle(
     runtime: &OciRuntime,
     id: &str,
     bundle: &Path,
-    image: &Image,
+    image: &crate::image::Image,
     a: &RunArgs,
     rootless: bool,
     timing: &mut Timing,

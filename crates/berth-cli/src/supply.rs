@@ -879,29 +879,7 @@ pub async fn sbom(client: Client, a: &SbomArgs, args: &ClientArgs) -> Res {
         None => None,
     };
     let source = Source::open(&client, &loc)?;
-    let (mut m, _) = source.top().await?;
-    if media_type::is_index(&m.media_type) {
-        let wanted = a
-            .platform
-            .clone()
-            .unwrap_or_else(berth_client::platform::Platform::host);
-        let index: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
-        let i = berth_client::platform::select(&index, &wanted).map_err(|available| {
-            ClientError::PlatformNotFound {
-                reference: a.reference.clone(),
-                wanted: wanted.to_string(),
-                available,
-            }
-        })?;
-        let desc =
-            manifest::parse_descriptor(&index["manifests"][i], "manifests").map_err(|e| {
-                ClientError::InvalidManifest {
-                    what: a.reference.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        m = source.manifest(&desc).await?;
-    }
+    let m = crate::image::platform_manifest(&source, a.platform.as_ref(), &a.reference).await?;
     let catalog = catalogue(&source, &m.bytes, client.retry_policy(), &a.reference).await?;
     let subject = SubjectInfo {
         name: source.describe(),
