@@ -52,6 +52,11 @@ expect_eq() {
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
+# grep_all [FLAGS] PATTERN: like `grep -q`, but reads all of its input. At the end of a
+# pipeline under `set -o pipefail`, `grep -q` exits at the first match and the writer
+# before it may die of SIGPIPE, failing the pipeline although the line was there.
+grep_all() { grep "$@" >/dev/null; }
+
 # The registry under test, as "host:port".
 reg() { echo "$REGISTRY"; }
 

@@ -16,7 +16,7 @@ supply_keys() {
   [ "$(stat -c %a "$WORK/cosign.key")" = 600 ] || die "cosign.key is not mode 0600"
   grep -q 'BEGIN ENCRYPTED SIGSTORE PRIVATE KEY' "$WORK/cosign.key" || die "cosign.key is not cosign's encrypted format"
   grep -q 'BEGIN PUBLIC KEY' "$WORK/cosign.pub" || die "cosign.pub is not a PEM public key"
-  openssl pkey -pubin -in "$WORK/cosign.pub" -noout -text 2>/dev/null | grep -q 'P-256' \
+  openssl pkey -pubin -in "$WORK/cosign.pub" -noout -text 2>/dev/null | grep_all 'P-256' \
     || die "openssl does not read cosign.pub as a P-256 key"
 }
 
@@ -101,8 +101,8 @@ sign_verify_suite() {
   expect_eq "$(jq -r '.digest' "$WORK/o")" "$da" "verified digest"
   expect_eq "$(jq -r '.verified[0].claims.manifest_digest // .verified[0].claims["docker-manifest-digest"] // empty' "$WORK/o" | head -1)" "$da" "digest in the verified claims"
   # found by both schemes
-  jq -r '.verified[0].found' "$WORK/o" | grep -q 'tag sha256-' || die "signature not found through the tag scheme"
-  jq -r '.verified[0].found' "$WORK/o" | grep -q 'referrer sha256:' || die "signature not found through referrers"
+  jq -r '.verified[0].found' "$WORK/o" | grep_all 'tag sha256-' || die "signature not found through the tag scheme"
+  jq -r '.verified[0].found' "$WORK/o" | grep_all 'referrer sha256:' || die "signature not found through referrers"
   # annotations: required ones must match
   berth_out "$WORK/o" "$WORK/e" verify "$host/$repo:a" --key "$WORK/cosign.pub" -a env=prod || die "verify -a env=prod failed"
   berth_out "$WORK/o" "$WORK/e" verify "$host/$repo:a" --key "$WORK/cosign.pub" -a env=dev && die "verify -a env=dev passed"
@@ -316,7 +316,7 @@ test_supply_sbom_debian() {
   jq -r '.packages[] | select(any(.externalRefs[]?; .referenceLocator | startswith("pkg:deb/"))) | "\(.name) \(.versionInfo)"' \
     "$WORK/sbom.spdx.json" | sort >"$WORK/spdx-deb.txt"
   diff "$WORK/dpkg.txt" "$WORK/spdx-deb.txt" >"$WORK/diff.txt" || die "SPDX packages differ from dpkg-query: $(head -n 10 "$WORK/diff.txt" | tr '\n' ' ')"
-  jq -r '.packages[].externalRefs[]?.referenceLocator' "$WORK/sbom.spdx.json" | grep -q '^pkg:deb/debian/.*distro=debian-12' \
+  jq -r '.packages[].externalRefs[]?.referenceLocator' "$WORK/sbom.spdx.json" | grep_all '^pkg:deb/debian/.*distro=debian-12' \
     || die "deb purls do not name the distro (debian-12)"
 
   berth_out "$WORK/sbom.cdx.json" "$WORK/e" sbom "oci:$WORK/oci:deb" --format cyclonedx-json || die "berth sbom (cyclonedx) failed"
@@ -369,7 +369,7 @@ test_supply_sbom_python_npm_whiteouts() {
   jq -r '.packages[] | select(any(.externalRefs[]?; .referenceLocator | startswith("pkg:npm/"))) | "\(.name) \(.versionInfo)"' \
     "$WORK/pkgs.spdx.json" | sort -u >"$WORK/sbom-npm.txt"
   diff "$WORK/npm.txt" "$WORK/sbom-npm.txt" >"$WORK/d" || die "npm packages differ from npm ls: $(tr '\n' ' ' <"$WORK/d")"
-  jq -r '.packages[].externalRefs[]?.referenceLocator' "$WORK/pkgs.spdx.json" | grep -qx 'pkg:npm/%40sindresorhus/is@4.6.0' \
+  jq -r '.packages[].externalRefs[]?.referenceLocator' "$WORK/pkgs.spdx.json" | grep_all -x 'pkg:npm/%40sindresorhus/is@4.6.0' \
     || die "scoped npm purl missing or not encoded (pkg:npm/%40sindresorhus/is@4.6.0)"
 
   berth_out "$WORK/rm.cdx.json" "$WORK/e" sbom "oci:$l:removed" --format cyclonedx-json || die "berth sbom removed"
@@ -439,7 +439,7 @@ test_supply_sbom_rust() {
   jq -r '.components[] | select(.purl == "pkg:cargo/itoa@1.0.11") | .properties[] | select(.name == "berth:location") | .value' \
     "$WORK/rust.cdx.json" | sort >"$WORK/itoa-locations.txt"
   expect_eq "$(tr '\n' ' ' <"$WORK/itoa-locations.txt")" "app/Cargo.lock usr/local/bin/berthdemo " "where itoa 1.0.11 was found"
-  jq -r '.components[].purl' "$WORK/rust.cdx.json" | grep -qx 'pkg:cargo/berthdemo@0.3.1' || die "the binary's own crate is missing"
+  jq -r '.components[].purl' "$WORK/rust.cdx.json" | grep_all -x 'pkg:cargo/berthdemo@0.3.1' || die "the binary's own crate is missing"
 }
 register supply-sbom-rust test_supply_sbom_rust
 
@@ -475,7 +475,7 @@ test_supply_sbom_attach_tree() {
   berth_out "$WORK/v" "$WORK/e" verify-attestation "$(reg)/supply/tree:py" --key "$WORK/cosign.pub" --type spdx -o json \
     || die "verify-attestation --type spdx failed"
   expect_eq "$(jq -r '.verified[0].predicate.spdxVersion' "$WORK/v")" SPDX-2.3 "SBOM attestation predicate"
-  jq -r '.verified[0].predicate.packages[].name' "$WORK/v" | grep -qx six || die "six missing from the attested SBOM"
+  jq -r '.verified[0].predicate.packages[].name' "$WORK/v" | grep_all -x six || die "six missing from the attested SBOM"
   # referrers API lists it with its artifact type
   berth_out "$WORK/r" "$WORK/e" referrers "$(reg)/supply/tree@$d" --artifact-type application/spdx+json -o json || die "berth referrers"
   grep -q 'application/spdx+json' "$WORK/r" || die "referrers does not list the SBOM"

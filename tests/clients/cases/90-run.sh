@@ -163,7 +163,7 @@ EOF
     [ "$rc" -ne 0 ] || die "$case: berth unpack accepted a malicious layer"
     grep -q "$ld" "$WORK/e" || die "$case: the error does not name the layer $ld"
     [ ! -e "$WORK/bundle-$case" ] || die "$case: a bundle was left behind"
-    ls -a "$WORK" | grep -q "bundle-$case.unpacking" && die "$case: a half-unpacked directory was left behind"
+    ls -a "$WORK" | grep_all "bundle-$case.unpacking" && die "$case: a half-unpacked directory was left behind"
     expect_eq "$(tree_listing "$canary")" "$before" "$case: canary directory"
     expect_eq "$(cat /etc/passwd | head -1 | cut -d: -f1)" root "$case: /etc/passwd"
   done

@@ -54,13 +54,13 @@ test_build_reproducible() {
   tar -tvzf "$(blob_path "$WORK/out1-gzip" "$l")" >"$WORK/listing.txt"
   grep -q 'secret.txt\|build.tmp' "$WORK/listing.txt" && die ".berthignore not honoured: $(cat "$WORK/listing.txt")"
   grep -q 'opt/app/bin/app' "$WORK/listing.txt" || die "app binary missing from the layer"
-  awk '{print $2}' "$WORK/listing.txt" | sort -u | tr '\n' ' ' | grep -qx '0/0 ' || die "owners not normalised: $(awk '{print $2}' "$WORK/listing.txt" | sort -u | tr '\n' ' ')"
+  awk '{print $2}' "$WORK/listing.txt" | sort -u | tr '\n' ' ' | grep_all -x '0/0 ' || die "owners not normalised: $(awk '{print $2}' "$WORK/listing.txt" | sort -u | tr '\n' ' ')"
   # the config records the base, the epoch and the settings
   local c
   c=$(blob_path "$WORK/out1-gzip" "$(jq -r '.config.digest' "$m")")
   expect_eq "$(jq -r '.created' "$c")" "2023-11-14T22:13:20Z" "config created from SOURCE_DATE_EPOCH"
   expect_eq "$(jq -c '.config.Entrypoint' "$c")" '["/opt/app/bin/app"]' "Entrypoint"
-  jq -r '.config.Env[]' "$c" | grep -qx 'APP_MODE=prod' || die "Env lacks APP_MODE"
+  jq -r '.config.Env[]' "$c" | grep_all -x 'APP_MODE=prod' || die "Env lacks APP_MODE"
   expect_eq "$(jq -r '.annotations["org.opencontainers.image.base.digest"]' "$m")" "$(layout_digest "$IMAGES" "$NATIVE")" "base digest annotation"
 }
 register build-reproducible test_build_reproducible
