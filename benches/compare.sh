@@ -497,6 +497,15 @@ CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 if grep -q -m1 -w sha_ni /proc/cpuinfo; then SHA_NI=yes; else SHA_NI=no; fi
 case "$BERTH" in */release/*) BUILD=release ;; */debug/*) BUILD=debug ;; *) BUILD="unknown profile" ;; esac
 FS_TYPE=$(df -T "$TMP" | awk 'NR == 2 {print $2}')
+# How much of the code layout file (scripts/symbol-order.sh) the binary still has:
+# names go stale as dependencies change, and idle RSS creeps back up.
+ORDER_FILE=$ROOT/crates/berth-cli/symbol-order.txt
+if [ -f "$ORDER_FILE" ] && command -v nm >/dev/null; then
+  LAYOUT=$(nm "$BERTH" 2>/dev/null | awk 'NR == FNR {want[$1] = 1; n++; next} ($NF in want) && !seen[$NF]++ {found++}
+    END {printf "%d of %d functions of crates/berth-cli/symbol-order.txt found in the binary", found, n}' "$ORDER_FILE" -)
+else
+  LAYOUT="no symbol-order.txt or no nm: not checked"
+fi
 jq -n \
   --arg mode "$MODE" --argjson rounds "$ROUNDS" \
   --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -511,7 +520,7 @@ jq -n \
   --arg nproc "$(nproc)" --arg cpu_model "$CPU_MODEL" --arg sha_ni "$SHA_NI" --arg build "$BUILD" \
   --arg kernel "$(uname -sr)" \
   --arg mem_total "$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)" \
-  --arg fs "$FS_TYPE" --arg loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  --arg fs "$FS_TYPE" --arg layout "$LAYOUT" --arg loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)" \
   --arg clk_tck "$CLK_TCK" \
   --arg push_size "$PUSH_SIZE" --arg chunk_size "$CHUNK_SIZE" --arg big_size "$BIG_SIZE" \
   --argjson push_iters "$PUSH_ITERS" --argjson push_warmup "$PUSH_WARMUP" \

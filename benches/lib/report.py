@@ -382,7 +382,7 @@ def main():
     le = (load(raw, "loadavg-end.json") or {}).get("loadavg", "?")
     L.append(f"- load average at start {meta.get('loadavg_start', '?')}, after the rounds {le}")
     L.append(f"- berth {meta.get('git_sha', '?')} ({meta.get('berth_version', '?')}, {meta.get('build', '?')} build, "
-             f"{meta.get('rustc_version', '?')})")
+             f"{meta.get('rustc_version', '?')}); code layout: {meta.get('layout', '?')}")
     L.append(f"- Distribution: {meta.get('dist_version', '?')} (Debian package docker-registry), log level warn, "
              "filesystem storage, access log off")
     L.append(f"- {meta.get('nginx_version', '?')}; {meta.get('openssl_version', '?')}; {meta.get('curl_version', '?')}")
