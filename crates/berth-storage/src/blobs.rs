@@ -87,6 +87,7 @@ impl BlobFile {
             left: len,
             nowait: true,
             pending: None,
+            sent: std::collections::VecDeque::with_capacity(RECYCLE),
         }
     }
 }
@@ -109,7 +110,14 @@ pub struct BlobStream {
     /// False once the kernel said it cannot do `RWF_NOWAIT` reads of this file.
     nowait: bool,
     pending: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+    /// The last full chunks handed out, oldest first, to be read into again once
+    /// the network has let go of them (see [`BlobStream::buffer`]).
+    sent: std::collections::VecDeque<Bytes>,
 }
+
+/// Full chunks a stream keeps for reuse: hyper holds a chunk only until it is
+/// written to the socket, so the oldest of a few is normally free again.
+const RECYCLE: usize = 4;
 
 /// Read up to `want` bytes at `pos`, blocking if need be.
 fn read_chunk_blocking(file: &std::fs::File, pos: u64, want: usize) -> std::io::Result<Vec<u8>> {
@@ -140,6 +148,44 @@ impl BlobStream {
         self.pos += buf.len() as u64;
         self.left -= buf.len() as u64;
         Ok(Bytes::from(buf))
+    }
+
+    /// A buffer of `want` bytes to read into: the oldest chunk sent if nothing else
+    /// holds it any more, else a new zeroed one. Reusing saves zeroing 256 KiB and
+    /// faulting in fresh pages per chunk, and the buffer is likely still in cache
+    /// (blob GETs from the page cache: see docs/performance.md).
+    fn buffer(&mut self, want: usize) -> bytes::BytesMut {
+        if self.sent.len() == RECYCLE
+            && let Some(oldest) = self.sent.pop_front()
+        {
+            match oldest.try_into_mut() {
+                Ok(mut buf) if buf.len() >= want => {
+                    buf.truncate(want);
+                    return buf;
+                }
+                Ok(_) => {}
+                // Still queued in hyper: keep it for a later try.
+                Err(busy) => self.sent.push_front(busy),
+            }
+        }
+        bytes::BytesMut::zeroed(want)
+    }
+
+    /// Account for a chunk read into a buffer from [`BlobStream::buffer`].
+    fn took_buffer(&mut self, buf: bytes::BytesMut) -> std::io::Result<Bytes> {
+        if buf.is_empty() {
+            return self.took(Vec::new());
+        }
+        self.pos += buf.len() as u64;
+        self.left -= buf.len() as u64;
+        let chunk = buf.freeze();
+        if chunk.len() == READ_CHUNK {
+            if self.sent.len() == RECYCLE {
+                self.sent.pop_front();
+            }
+            self.sent.push_back(chunk.clone());
+        }
+        Ok(chunk)
     }
 
     fn failed(&mut self, e: std::io::Error) -> std::io::Error {
@@ -174,7 +220,7 @@ impl futures_util::Stream for BlobStream {
         }
         let want = self.left.min(READ_CHUNK as u64) as usize;
         if self.nowait {
-            let mut buf = vec![0u8; want];
+            let mut buf = self.buffer(want);
             let read = rustix::io::preadv2(
                 &*self.file,
                 &mut [std::io::IoSliceMut::new(&mut buf)],
@@ -184,7 +230,7 @@ impl futures_util::Stream for BlobStream {
             match read {
                 Ok(n) => {
                     buf.truncate(n);
-                    return Poll::Ready(Some(self.took(buf)));
+                    return Poll::Ready(Some(self.took_buffer(buf)));
                 }
                 Err(rustix::io::Errno::INTR) => {}
                 // Not in the page cache: read it on the blocking pool below.
@@ -709,6 +755,48 @@ mod tests {
             }
         }
         (out, None)
+    }
+
+    /// Chunk buffers are read into again only once nothing else holds them: chunks a
+    /// slow consumer still holds keep their bytes, and a consumer that lets go of each
+    /// chunk gets recycled buffers (no fresh allocation) with the right bytes.
+    #[tokio::test]
+    async fn recycled_chunk_buffers_never_overwrite_a_chunk_still_held() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(READ_CHUNK * 12 + 5))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let digest = committed(&store, &data).await;
+
+        // Holding every chunk: none may be reused, all keep their contents.
+        let blob = store.open_blob(&digest).await.unwrap().unwrap();
+        let mut s = blob.stream(0, data.len() as u64);
+        let mut held = Vec::new();
+        while let Some(chunk) = s.next().await {
+            held.push(chunk.unwrap());
+        }
+        assert!(held.concat() == data, "a held chunk was overwritten");
+
+        // Letting go of each chunk: buffers come back (same allocation) and the
+        // bytes are still right.
+        let blob = store.open_blob(&digest).await.unwrap().unwrap();
+        let mut s = blob.stream(0, data.len() as u64);
+        let (mut out, mut addresses) = (Vec::new(), std::collections::HashSet::new());
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk.unwrap();
+            addresses.insert(chunk.as_ptr() as usize);
+            out.extend_from_slice(&chunk);
+        }
+        assert!(out == data);
+        // (Only the RWF_NOWAIT path recycles; a filesystem without it reads each
+        // chunk on the blocking pool.)
+        assert!(
+            !s.nowait || addresses.len() <= RECYCLE + 2,
+            "13 chunks used {} buffers: none recycled",
+            addresses.len()
+        );
     }
 
     /// Whole blobs and ranges come back byte for byte, whether read from the page
