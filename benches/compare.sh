@@ -593,6 +593,36 @@ if want ceilings; then
   info "SHA-256: $(jq -r '.bytes_per_sec / 1048576 | floor' "$RAW/ceiling-sha256.json") MiB/s (block $sha_block bytes, sha_ni: $SHA_NI)"
 fi
 
+# The disk's write rate, measured like berth writes a pushed blob (the data reaches
+# the device before the push is acknowledged): PUSH_SIZE of random bytes with direct
+# I/O and an fsync. Measured before the rounds and again before the big push: a
+# virtual disk's rate changes as its burst allowance is used up, and a push to
+# berth, which fsyncs, cannot be faster than the disk.
+disk_ceiling() { # $1: name for the raw JSON
+  local src="$TMP/disk-src.bin" dst="$TMP/disk-ceiling.bin" out secs
+  [ -s "$src" ] || head -c "$PUSH_BYTES" /dev/urandom >"$src"
+  sync
+  if out=$(LC_ALL=C dd if="$src" of="$dst" bs=1M oflag=direct conv=fsync 2>&1); then
+    # "209715200 bytes (210 MB, 200 MiB) copied, 0.2 s, 1.0 GB/s"
+    secs=$(printf '%s\n' "$out" | awk '/ copied, / {for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1)}' | tail -1)
+    if [[ "$secs" =~ ^[0-9.e-]+$ ]]; then
+      jq -n --argjson b "$PUSH_BYTES" --argjson s "$secs" \
+        --arg cmd "dd bs=1M oflag=direct conv=fsync ($PUSH_SIZE of random bytes)" \
+        '{bytes_per_sec: ($b / $s), bytes: $b, secs: $s, command: $cmd}' >"$RAW/$1.json"
+      info "disk write ($1): $(jq -r '.bytes_per_sec / 1048576 | floor' "$RAW/$1.json") MiB/s"
+    else
+      warn "cannot parse dd's output: $out"
+    fi
+  else
+    warn "dd failed: $out"
+  fi
+  rm -f "$dst"
+}
+if want ceilings; then
+  step "ceiling: disk write (direct I/O + fsync, $PUSH_SIZE)"
+  disk_ceiling ceiling-disk-before
+fi
+
 # The blob for the same-client (curl) comparison: one file, pushed to both registries
 # and copied for nginx, all on the same filesystem.
 CURL_BLOB_READY=0
@@ -698,6 +728,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # ---- RSS growth during a big monolithic push ---------------------------------------
+if want ceilings; then
+  step "ceiling: disk write after the rounds"
+  disk_ceiling ceiling-disk-after
+fi
+
 if want bigpush; then
   step "RSS growth during one monolithic $BIG_SIZE push"
   for s in berth dist; do

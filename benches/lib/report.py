@@ -6,6 +6,7 @@
 RAW_DIR holds (as written by compare.sh):
   meta.json                      machine, versions, parameters of the run
   ceiling-sha256.json            {"bytes_per_sec", "block_bytes", "sha_ni", "command"}
+  ceiling-disk-{before,after}.json  {"bytes_per_sec", "bytes", "secs", "command"}: dd direct write
   idle-{berth,dist}.json         {"vmrss_kb", "vmhwm_kb"} after start-up
   after-{berth,dist}.json        the same after all scenarios
   <scenario>-<server>-r<N>.json  `berth bench --output json` of one run
@@ -234,6 +235,8 @@ def main():
 
     sha = load(raw, "ceiling-sha256.json") or {}
     sha_bps = sha.get("bytes_per_sec")
+    disk = [(load(raw, f"ceiling-disk-{w}.json") or {}).get("bytes_per_sec") for w in ("before", "after")]
+    disk_txt = ("; disk " + " → ".join(f_mibs(d) for d in disk if d)) if any(disk) else ""
     push_sz = meta.get("push_size", "?")
     chunk_sz = meta.get("chunk_size", "?")
 
@@ -242,7 +245,7 @@ def main():
     r_d, r_c = ratio(p["berth"], p["dist"]), ratio(p["berth"], sha_bps)
     rows.append([f"blob push, monolithic, {push_sz}", mark("push", "berth", f_mibs(p["berth"])),
                  mark("push", "dist", f_mibs(p["dist"])),
-                 f"{f_mibs(sha_bps)} (SHA-256)", f"{f_x(r_d)} Dist; {f_pct(r_c)} of SHA-256",
+                 f"{f_mibs(sha_bps)} (SHA-256){disk_txt}", f"{f_x(r_d)} Dist; {f_pct(r_c)} of SHA-256",
                  "≥ 4× Dist and ≥ 75% of SHA-256",
                  verdict([Check("vs Dist: ", r_d, "ge", 4.0, f_x), Check("vs SHA-256: ", r_c, "ge", 0.75, f_pct)])])
     # 2. chunked push
@@ -409,7 +412,10 @@ def main():
              "it), interpolated between samples. CPU per request divides that by the measured requests.")
     L.append(f"- Ceilings: {sha.get('command', 'openssl speed -evp sha256')} (one core); nginx "
              "(sendfile on, access log off, 1 worker) serving a copy of the same blob from the same filesystem, "
-             "fetched with `curl -s -o /dev/null -w %{speed_download}` like berth's and Distribution's blob URLs.")
+             "fetched with `curl -s -o /dev/null -w %{speed_download}` like berth's and Distribution's blob URLs; "
+             "the disk: `dd bs=1M oflag=direct conv=fsync` of a push-sized random file into the data directory, "
+             "before the rounds and after them (a virtual disk's rate drops once its burst allowance is spent; "
+             "berth fsyncs each blob before answering, so its push cannot beat the disk).")
     L.append("- Start-up: a separate data dir seeded with `berth bench --scenario seed`, then "
              f"{meta.get('startup_runs', '?')} times: time from just before `berth serve` is spawned to the first "
              "answered request (`--scenario ready`), median; the data is in the page cache.")
