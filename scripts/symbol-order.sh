@@ -59,7 +59,7 @@ kill -TERM "$server"
 wait "$server" || true
 server=
 
-# Every function of the berth binary with a cost, hottest (self cost) first.
+# Every function of the berth binary that ran.
 python3 - "$tmp/callgrind.out" "$bin" >"$tmp/order" <<'EOF'
 import sys
 path, binary = sys.argv[1], sys.argv[2]
@@ -82,7 +82,9 @@ for line in open(path, encoding="utf-8", errors="replace"):
         parts = line.split()
         if len(parts) >= 2:
             cost[fn] += int(parts[1])
-for name, _ in sorted(cost.items(), key=lambda kv: -kv[1]):
+# Sorted by name, not by cost: the point is that they sit together, and a sorted
+# list changes little from one run of this script to the next (reviewable diffs).
+for name in sorted(cost):
     if name.startswith("_Z") or name.startswith("_R") or name.isidentifier():
         print(name)
 EOF
