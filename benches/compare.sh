@@ -596,8 +596,8 @@ fi
 # The disk's write rate, measured like berth writes a pushed blob (the data reaches
 # the device before the push is acknowledged): PUSH_SIZE of random bytes with direct
 # I/O and an fsync. Measured before the rounds and again before the big push: a
-# virtual disk's rate changes as its burst allowance is used up, and a push to
-# berth, which fsyncs, cannot be faster than the disk.
+# virtual disk's rate varies from one minute to the next, and a push to berth,
+# which fsyncs, cannot be faster than the disk.
 disk_ceiling() { # $1: name for the raw JSON
   local src="$TMP/disk-src.bin" dst="$TMP/disk-ceiling.bin" out secs
   [ -s "$src" ] || head -c "$PUSH_BYTES" /dev/urandom >"$src"

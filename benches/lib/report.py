@@ -414,7 +414,7 @@ def main():
              "(sendfile on, access log off, 1 worker) serving a copy of the same blob from the same filesystem, "
              "fetched with `curl -s -o /dev/null -w %{speed_download}` like berth's and Distribution's blob URLs; "
              "the disk: `dd bs=1M oflag=direct conv=fsync` of a push-sized random file into the data directory, "
-             "before the rounds and after them (a virtual disk's rate drops once its burst allowance is spent; "
+             "before the rounds and after them (a virtual disk's rate varies from one minute to the next; "
              "berth fsyncs each blob before answering, so its push cannot beat the disk).")
     L.append("- Start-up: a separate data dir seeded with `berth bench --scenario seed`, then "
              f"{meta.get('startup_runs', '?')} times: time from just before `berth serve` is spawned to the first "
