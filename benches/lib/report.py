@@ -27,6 +27,10 @@ import sys
 
 MiB = 1048576.0
 SERVERS = ("berth", "dist")
+NAMES = {"berth": "berth", "dist": "Distribution"}
+# A scenario whose rounds differ by more than this factor (for one server) is called
+# out under Caveats: its median says as much about the machine as about the server.
+UNSTEADY = 2.0
 
 
 def load(raw, name):
@@ -182,6 +186,7 @@ def main():
     per_round = []  # (scenario label, round, berth text, dist text)
     flagged = set()  # (scenario, server) with failed requests in some round
     tool_notes = {}  # (scenario, server) -> the load generator's "note" (first round's)
+    unsteady = []  # caveat lines for scenarios whose rounds disagree by more than UNSTEADY×
 
     def mark(scenario, server, text):
         return text + " †" if (scenario, server) in flagged else text
@@ -203,6 +208,11 @@ def main():
                 if b.get("note"):
                     tool_notes.setdefault((scenario, s), b["note"])
             res[s] = med(vals)
+            nums = [v for v in vals if isinstance(v, (int, float)) and v > 0]
+            if len(nums) >= 2 and max(nums) / min(nums) > UNSTEADY:
+                unsteady.append(f"{scenario}, {NAMES[s]}: rounds range {fmt(min(nums))} to {fmt(max(nums))} "
+                                f"({max(nums) / min(nums):.1f}×): more than {UNSTEADY:g}× apart, so the median "
+                                "measures the machine as much as the server (see Per round; repeat after a pause)")
         for rnd in sorted(by_round):
             per_round.append((scenario, rnd, by_round[rnd].get("berth", NA), by_round[rnd].get("dist", NA)))
         return res
@@ -459,9 +469,8 @@ def main():
     if tool_notes:
         L.append("## Notes from the load generator")
         L.append("")
-        names = {"berth": "berth", "dist": "Distribution"}
         for (sc, srv), note in tool_notes.items():
-            L.append(f"- {sc}, {names[srv]}: {note}")
+            L.append(f"- {sc}, {NAMES[srv]}: {note}")
         L.append("")
     if err_runs:
         L.append("## Failed requests")
@@ -479,6 +488,8 @@ def main():
         L.append("")
     L.append("## Caveats")
     L.append("")
+    for u in unsteady:
+        L.append(f"- **Unsteady rounds**: {u}.")
     L.append(f"- {meta.get('nproc', '?')} cores are shared by the load generator and the server: a server that "
              "needs less CPU leaves more to the client, which raises its figures. Both servers are measured the "
              "same way.")
