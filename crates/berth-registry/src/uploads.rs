@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use berth_oci::{Algorithm, Digest, Digester};
 use berth_storage::{BlobStore, UploadId};
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, Stream, StreamExt};
 
 use crate::{RegistryError, Result};
 
@@ -61,12 +61,16 @@ impl Hash {
 pub(crate) struct UploadState {
     /// `None` until rebuilt from the file (after a restart or a failed chunk).
     hashed: Option<(Hash, u64)>,
+    /// Keeps chunk buffers around between this session's requests.
+    _pool: PoolUser,
 }
 
 /// Per-upload locks and hash states.
 #[derive(Debug, Default)]
 pub(crate) struct UploadTable {
     states: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
+    /// Buffers the bodies of all uploads are copied into.
+    pub(crate) pool: Arc<ChunkPool>,
 }
 
 impl UploadTable {
@@ -74,7 +78,12 @@ impl UploadTable {
     pub(crate) fn get(&self, id: UploadId) -> Arc<tokio::sync::Mutex<UploadState>> {
         let mut map = self.states.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id)
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(UploadState { hashed: None })))
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(UploadState {
+                    hashed: None,
+                    _pool: self.pool.user(),
+                }))
+            })
             .clone()
     }
 
@@ -137,13 +146,21 @@ impl UploadState {
 /// thread while a chunk is written.
 pub(crate) type StateGuard = tokio::sync::OwnedMutexGuard<UploadState>;
 
+/// The upload a body goes to: its file in the store, and the buffers it is copied
+/// through on the way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Destination<'a> {
+    pub(crate) blobs: &'a BlobStore,
+    pub(crate) pool: &'a Arc<ChunkPool>,
+    pub(crate) id: UploadId,
+}
+
 /// Append a chunk. `range` is the inclusive `(start, end)` the client declared, if
 /// any; it must start where the upload ends. On any failure the file is cut back so
 /// the upload is exactly as before. The guard comes back on success.
 pub(crate) async fn append<S, E>(
     mut state: StateGuard,
-    blobs: &BlobStore,
-    id: UploadId,
+    to: Destination<'_>,
     range: Option<(u64, u64)>,
     body: S,
     room: Option<u64>,
@@ -153,6 +170,7 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
+    let Destination { blobs, id, .. } = to;
     let (hash, start_len) = state.take_current(blobs, id).await?;
     let refused = match range {
         Some((start, _)) if start != start_len => Some(RegistryError::RangeNotSatisfiable {
@@ -175,7 +193,7 @@ where
     let Copied {
         keep: mut state,
         result,
-    } = copy_into(blobs, id, hash, body, state, room, pace).await?;
+    } = copy_into(to, hash, body, state, room, pace).await?;
     let result = match result {
         Ok((digester, n)) => match range {
             Some((start, end)) if n != end - start + 1 => Err(RegistryError::SizeInvalid(format!(
@@ -199,9 +217,103 @@ where
     }
 }
 
-/// Chunks in flight between a request and its writer thread. hyper hands over at
-/// most ~400 KiB per chunk, so an upload never holds more than ~6 MiB in memory.
-const QUEUE_CHUNKS: usize = 16;
+/// Chunks in flight between a request and its writer (and hasher) thread: with
+/// [`CHUNK_BUFFER`]-sized chunks an upload holds at most ~8 MiB of its body.
+const QUEUE_CHUNKS: usize = 6;
+
+/// Size of the buffers body chunks are copied into.
+const CHUNK_BUFFER: usize = 1 << 20;
+
+/// How long a partly filled buffer waits for more of the body before it is
+/// written anyway.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Free chunk buffers the pool keeps while uploads are open (more are freed).
+const KEEP_FREE: usize = 4;
+
+/// Buffers that uploads copy their bodies into, shared by all uploads.
+///
+/// hyper reads a body into one buffer and hands out slices of it; while any slice
+/// is alive it must read the next bytes into a fresh allocation, whose pages the
+/// kernel faults in and zeroes one by one: 15% of the server's CPU on a 200 MiB
+/// push (`perf`). Copying each slice out at once lets hyper reuse its buffer;
+/// these buffers are reused in turn (whichever thread is last done with a chunk
+/// gives it back), and filling them to 1 MiB halves the hand-overs between
+/// threads. 200 MiB pushes, interleaved: CPU −7 to −12%, throughput +10%.
+///
+/// Free buffers are kept only while some upload is open (a session, or a request
+/// that carries a body: see [`PoolUser`]), so an idle server holds none.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkPool {
+    free: Mutex<FreeBuffers>,
+}
+
+#[derive(Debug, Default)]
+struct FreeBuffers {
+    buffers: Vec<BytesMut>,
+    /// Open uploads ([`PoolUser`]s alive).
+    users: usize,
+}
+
+/// An open upload's claim on the pool: while any exists, the pool keeps up to
+/// [`KEEP_FREE`] free buffers; when the last goes, they are freed.
+#[derive(Debug)]
+pub(crate) struct PoolUser(Arc<ChunkPool>);
+
+impl Drop for PoolUser {
+    fn drop(&mut self) {
+        let mut free = self.0.lock();
+        free.users = free.users.saturating_sub(1);
+        if free.users == 0 {
+            free.buffers = Vec::new();
+        }
+    }
+}
+
+impl ChunkPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FreeBuffers> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register an open upload (see [`PoolUser`]).
+    pub(crate) fn user(self: &Arc<Self>) -> PoolUser {
+        self.lock().users += 1;
+        PoolUser(self.clone())
+    }
+
+    /// An empty buffer, recycled if one is free.
+    fn take(&self) -> BytesMut {
+        let recycled = self.lock().buffers.pop();
+        recycled.unwrap_or_else(|| BytesMut::with_capacity(CHUNK_BUFFER))
+    }
+
+    /// Take `chunk`'s buffer back if this was the last reference to it.
+    fn give(&self, chunk: Bytes) {
+        if let Ok(mut buf) = chunk.try_into_mut() {
+            buf.clear();
+            let mut free = self.lock();
+            if free.users > 0 && free.buffers.len() < KEEP_FREE && buf.capacity() >= CHUNK_BUFFER {
+                free.buffers.push(buf);
+            }
+        }
+    }
+
+    /// Copy `data` into `filling` (taking a buffer when needed) and hand every
+    /// buffer that becomes full to `full`.
+    fn fill(&self, filling: &mut Option<BytesMut>, mut data: &[u8], mut full: impl FnMut(Bytes)) {
+        while !data.is_empty() {
+            let buf = filling.get_or_insert_with(|| self.take());
+            let n = (buf.capacity() - buf.len()).min(data.len());
+            buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if buf.len() == buf.capacity()
+                && let Some(done) = filling.take()
+            {
+                full(done.freeze());
+            }
+        }
+    }
+}
 
 /// The hasher thread of [`Pace::Overlapped`]: continue `hash` over every chunk
 /// received and hand the result over; nothing if the previous hasher failed.
@@ -209,12 +321,14 @@ fn hash_chunks(
     hash: Hash,
     mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
     hashed: tokio::sync::oneshot::Sender<Digester>,
+    pool: Arc<ChunkPool>,
 ) {
     let Some(mut digester) = hash.resolve_blocking() else {
         return;
     };
     while let Some(chunk) = chunks.blocking_recv() {
         digester.update(&chunk);
+        pool.give(chunk);
     }
     let _ = hashed.send(digester);
 }
@@ -253,8 +367,7 @@ pub(crate) enum Pace {
 /// dropped, then handed back. The outer error means the writer thread itself
 /// failed (the token is then lost).
 pub(crate) async fn copy_into<S, E, K>(
-    blobs: &BlobStore,
-    id: UploadId,
+    to: Destination<'_>,
     hash: Hash,
     body: S,
     keep: K,
@@ -266,17 +379,21 @@ where
     E: std::fmt::Display,
     K: Send + 'static,
 {
+    let Destination { blobs, pool, id } = to;
+    let _user = pool.user();
     let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_CHUNKS);
     let (hashed, hash_rx) = tokio::sync::oneshot::channel();
     // Overlapped: the hasher's own thread and queue. Inline: the writer hashes.
     let (to_hasher, inline) = match pace {
         Pace::Overlapped => {
             let (to_hasher, hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_CHUNKS);
-            tokio::task::spawn_blocking(move || hash_chunks(hash, hasher_rx, hashed));
+            let pool = pool.clone();
+            tokio::task::spawn_blocking(move || hash_chunks(hash, hasher_rx, hashed, pool));
             (Some(to_hasher), None)
         }
         Pace::Inline => (None, Some((hash, hashed))),
     };
+    let writer_pool = pool.clone();
     let store = blobs.clone();
     let writer = tokio::task::spawn_blocking(move || {
         // The previous chunk's hasher may still be running: wait for its state.
@@ -294,6 +411,7 @@ where
                     d.update(&chunk);
                 }
                 n += chunk.len() as u64;
+                writer_pool.give(chunk);
             }
             Ok(n)
         };
@@ -306,30 +424,65 @@ where
     let mut body = std::pin::pin!(body);
     let mut failure = None;
     let mut taken = 0u64;
-    while let Some(chunk) = body.next().await {
-        match chunk {
+    // Chunks are copied into pool buffers, which go to the threads when full, or
+    // when the body has had nothing more for FLUSH_AFTER, so that what was received
+    // is written soon however slowly it arrives.
+    // A closed channel means the writer failed (reported below) or the hasher
+    // gave up (the hash is then rebuilt when needed): stop reading.
+    let send = async |b: Bytes| -> bool {
+        if let Some(h) = &to_hasher
+            && h.send(b.clone()).await.is_err()
+        {
+            return false;
+        }
+        to_writer.send(b).await.is_ok()
+    };
+    let mut filling: Option<BytesMut> = None;
+    loop {
+        let next = match body.next().now_or_never() {
+            Some(next) => next,
+            None if filling.as_ref().is_none_or(|b| b.is_empty()) => body.next().await,
+            None => match tokio::time::timeout(FLUSH_AFTER, body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    if let Some(part) = filling.take()
+                        && !send(part.freeze()).await
+                    {
+                        break;
+                    }
+                    body.next().await
+                }
+            },
+        };
+        match next {
+            None => {
+                if let Some(part) = filling.take().filter(|b| !b.is_empty()) {
+                    send(part.freeze()).await;
+                }
+                break;
+            }
             // Over the quota: stop before writing past it.
-            Ok(c) if room.is_some_and(|r| taken + c.len() as u64 > r) => {
+            Some(Ok(c)) if room.is_some_and(|r| taken + c.len() as u64 > r) => {
                 failure = Some(RegistryError::Denied(format!(
                     "the upload would exceed the repository's quota ({} more bytes allowed)",
                     room.unwrap_or(0)
                 )));
                 break;
             }
-            // A closed channel means the writer failed (reported below) or the
-            // hasher gave up (the hash is then rebuilt when needed).
-            Ok(c) => {
+            Some(Ok(c)) => {
                 taken += c.len() as u64;
-                if let Some(h) = &to_hasher
-                    && h.send(c.clone()).await.is_err()
-                {
-                    break;
+                let mut full = Vec::new();
+                pool.fill(&mut filling, &c, |b| full.push(b));
+                drop(c);
+                let mut open = true;
+                for b in full {
+                    open = open && send(b).await;
                 }
-                if to_writer.send(c).await.is_err() {
+                if !open {
                     break;
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 failure = Some(RegistryError::UploadInvalid(format!(
                     "request body ended early: {e}"
                 )));
@@ -344,4 +497,71 @@ where
         None => written.map(|n| (Hash::Pending(hash_rx), n)),
     };
     Ok(Copied { keep, result })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `pieces` through `fill` and return the buffers handed on, plus the last
+    /// partly filled one.
+    fn filled(pool: &ChunkPool, pieces: &[&[u8]]) -> (Vec<Bytes>, Option<BytesMut>) {
+        let mut filling = None;
+        let mut full = Vec::new();
+        for p in pieces {
+            pool.fill(&mut filling, p, |b| full.push(b));
+        }
+        (full, filling)
+    }
+
+    #[test]
+    fn fill_hands_on_full_buffers_in_order_and_keeps_the_rest() {
+        let pool = ChunkPool::default();
+        let a: Vec<u8> = (0..(700 << 10)).map(|i| (i % 251) as u8).collect();
+        let b: Vec<u8> = (0..(900 << 10)).map(|i| (i % 241) as u8).collect();
+        let (full, rest) = filled(&pool, &[&a, &b, b"tail"]);
+        assert_eq!(full.len(), 1, "1.6 MiB fills one 1 MiB buffer");
+        assert_eq!(full[0].len(), CHUNK_BUFFER);
+        let rest = rest.expect("the remainder waits in a second buffer");
+        let mut joined = full[0].to_vec();
+        joined.extend_from_slice(&rest);
+        let mut want = a.clone();
+        want.extend_from_slice(&b);
+        want.extend_from_slice(b"tail");
+        assert_eq!(joined, want, "no byte lost, duplicated or reordered");
+    }
+
+    #[test]
+    fn buffers_are_reused_only_once_free_and_only_while_uploads_are_open() {
+        let pool = Arc::new(ChunkPool::default());
+        let user = pool.user();
+        let (mut full, _) = filled(&pool, &[&vec![1u8; CHUNK_BUFFER]]);
+        let chunk = full.remove(0);
+        let addr = chunk.as_ptr();
+        // Still held elsewhere (the hasher): giving it back must not free it up.
+        let held = chunk.clone();
+        pool.give(chunk);
+        let other = pool.take();
+        assert_ne!(
+            other.as_ptr(),
+            addr,
+            "a chunk still referenced was recycled"
+        );
+        assert_eq!(held[..], vec![1u8; CHUNK_BUFFER][..]);
+        // The last holder gives it back: the next buffer taken is that one.
+        pool.give(held);
+        assert_eq!(pool.take().as_ptr(), addr);
+        // With no upload open the pool keeps nothing.
+        let (mut full, _) = filled(&pool, &[&vec![2u8; CHUNK_BUFFER]]);
+        pool.give(full.remove(0));
+        assert_eq!(pool.lock().buffers.len(), 1);
+        drop(user);
+        assert!(
+            pool.lock().buffers.is_empty(),
+            "free buffers outlived the uploads"
+        );
+        let (mut full, _) = filled(&pool, &[&vec![3u8; CHUNK_BUFFER]]);
+        pool.give(full.remove(0));
+        assert!(pool.lock().buffers.is_empty());
+    }
 }
