@@ -14,7 +14,7 @@ use futures_util::Stream;
 use crate::cache::{Change, ManifestCache};
 use crate::policy::Lifecycle;
 use crate::tracking::{BlobLocks, PullLog, RecentBlobs};
-use crate::uploads::{self, Destination, Hash, Pace, UploadTable, copy_into};
+use crate::uploads::{self, Destination, Hash, UploadTable, copy_into};
 use crate::{RegistryError, Result};
 
 /// Limits the registry enforces.
@@ -266,7 +266,7 @@ impl Registry {
         };
         let result = async {
             let start = Hash::Ready(Box::new(Digester::new(digest.algorithm())));
-            let (hash, n) = copy_into(self.destination(id), start, body, (), room, Pace::Inline)
+            let (hash, n) = copy_into(self.destination(id), start, body, (), room)
                 .await?
                 .result?;
             let digester = hash.resolve().await.ok_or_else(|| {
@@ -332,15 +332,7 @@ impl Registry {
         self.check_session(repo, id).await?;
         let state = self.uploads.get(id).lock_owned().await;
         let room = self.session_room(repo, id, range, None).await?;
-        let (_state, len) = uploads::append(
-            state,
-            self.destination(id),
-            range,
-            body,
-            room,
-            Pace::Overlapped,
-        )
-        .await?;
+        let (_state, len) = uploads::append(state, self.destination(id), range, body, room).await?;
         Ok(len)
     }
 
@@ -362,7 +354,7 @@ impl Registry {
         let state = self.uploads.get(id).lock_owned().await;
         let room = self.session_room(repo, id, range, Some(digest)).await?;
         let (mut state, _) =
-            uploads::append(state, self.destination(id), range, body, room, Pace::Inline).await?;
+            uploads::append(state, self.destination(id), range, body, room).await?;
         let (actual, len) = state.finish(&self.blobs, id, digest.algorithm()).await?;
         if let Err(e) = verify_digest(digest, actual) {
             self.end_upload(id).await?;

@@ -28,7 +28,7 @@ mod lifecycle;
 mod metadata;
 mod stats;
 
-pub use blobs::{BlobFile, BlobStore, BlobStream, UploadAppender, UploadId};
+pub use blobs::{BlobFile, BlobStore, BlobStream, DIRECT_ALIGN, UploadAppender, UploadId};
 pub use lifecycle::{GcPlan, Inconsistency, QuarantineRecord, RepoUsage, TagInfo};
 pub use lock::DirLock;
 pub use stats::StoreCounts;
