@@ -127,6 +127,13 @@ impl Registry {
         Ok(registry)
     }
 
+    /// Whether uploads write whole blocks with direct I/O where the filesystem
+    /// allows it (on by default; see `berth_storage::UploadAppender`).
+    pub fn with_direct_io(mut self, on: bool) -> Self {
+        self.blobs = self.blobs.with_direct_io(on);
+        self
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits

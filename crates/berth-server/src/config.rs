@@ -35,7 +35,10 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         "server",
         &[("listen", Kind::Str), ("shutdown_timeout_secs", Kind::Int)],
     ),
-    ("storage", &[("data_dir", Kind::Str)]),
+    (
+        "storage",
+        &[("data_dir", Kind::Str), ("direct_io", Kind::Bool)],
+    ),
     (
         "limits",
         &[
@@ -464,12 +467,17 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// Data directory (blobs, uploads, metadata database). Default `./berth-data`.
     pub data_dir: PathBuf,
+    /// Write uploads' whole blocks with direct I/O (`O_DIRECT`) where the
+    /// filesystem takes it, bypassing the page cache. Turn off on storage where
+    /// direct writes are slow (NFS, where each one is a round trip). Default true.
+    pub direct_io: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./berth-data"),
+            direct_io: true,
         }
     }
 }
@@ -983,6 +991,7 @@ mod tests {
             shutdown_timeout_secs = 5
             [storage]
             data_dir = "/var/lib/berth"
+            direct_io = false
             [limits]
             max_manifest_bytes = 8388608
             [log]
@@ -994,6 +1003,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.server.listen, "0.0.0.0:6000");
         assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/berth"));
+        assert!(!c.storage.direct_io);
+        assert!(Config::default().storage.direct_io);
         assert_eq!(c.limits.max_manifest_bytes, 8 << 20);
     }
 

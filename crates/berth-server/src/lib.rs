@@ -203,6 +203,7 @@ pub async fn open_registry(config: &Config) -> Result<Registry, ServeError> {
         .map_err(|problems| ServeError::Config(ConfigError { problems }))?;
     Registry::open_with(&config.storage.data_dir, limits, lifecycle)
         .await
+        .map(|r| r.with_direct_io(config.storage.direct_io))
         .map_err(|source| ServeError::Storage {
             dir: config.storage.data_dir.display().to_string(),
             source,

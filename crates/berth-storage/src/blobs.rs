@@ -58,6 +58,8 @@ pub struct BlobStore {
     blobs: PathBuf,
     uploads: PathBuf,
     quarantine: PathBuf,
+    /// Upload appenders try direct I/O (see [`UploadAppender`]).
+    direct_io: bool,
 }
 
 /// Bytes per read when streaming a blob out: small enough that a chunk read on one
@@ -438,7 +440,14 @@ impl BlobStore {
             blobs,
             uploads,
             quarantine: data_dir.join("quarantine"),
+            direct_io: true,
         })
+    }
+
+    /// Whether upload appenders try direct I/O (on by default).
+    pub fn with_direct_io(mut self, on: bool) -> Self {
+        self.direct_io = on;
+        self
     }
 
     /// Where a committed blob lives. Built only from a validated [`Digest`].
@@ -527,7 +536,11 @@ impl BlobStore {
             file,
             path,
             pos,
-            direct: Direct::Untried,
+            direct: if self.direct_io {
+                Direct::Untried
+            } else {
+                Direct::Off
+            },
             unsynced: 0,
             writeback: None,
         })
@@ -944,6 +957,13 @@ mod tests {
             *b = (i % 251) as u8;
         }
         let block = &*block;
+        // Turned off, nothing is written direct.
+        let off = store.clone().with_direct_io(false);
+        let mut f = off.append_upload(id).unwrap();
+        f.append(block).unwrap();
+        assert!(matches!(f.direct, Direct::Off));
+        drop(f);
+        store.truncate_upload(id, 0).await.unwrap();
         let mut f = store.append_upload(id).unwrap();
         // Offset 0, aligned buffer: direct. Then 100 bytes (too short: cached),
         // which leave the offset misaligned, so the next block is cached too.
