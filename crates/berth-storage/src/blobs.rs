@@ -370,9 +370,7 @@ impl UploadAppender {
         }
         Ok(())
     }
-}
 
-impl UploadAppender {
     /// Write the longest block-aligned prefix of `data` with direct I/O if the
     /// file offset and the buffer allow it; returns how many bytes were written.
     fn append_direct(&mut self, data: &[u8]) -> Result<usize> {
@@ -894,9 +892,7 @@ mod tests {
         let mut f = store.append_upload(id).unwrap();
         // Misaligned on purpose: these bytes go through the page cache.
         let mut backing = vec![7u8; (1 << 20) + 2 * DIRECT_ALIGN];
-        let piece = &mut aligned_slice(&mut backing, 1 << 20)[1..];
-        piece.fill(7);
-        let piece = &*piece;
+        let piece = &aligned_slice(&mut backing, 1 << 20)[1..];
         for _ in 0..64 {
             f.append(piece).unwrap();
         }
