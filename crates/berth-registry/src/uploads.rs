@@ -246,7 +246,8 @@ const KEEP_FREE: usize = 8;
 /// to +19% (monolithic and chunked).
 ///
 /// Free buffers are kept only while some upload is open (a session, or a request
-/// that carries a body: see [`PoolUser`]), so an idle server holds none.
+/// that carries a body: see [`PoolUser`]) and for [`KEEP_FOR`] after, so an idle
+/// server holds none.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkPool {
     free: Mutex<FreeBuffers>,
@@ -257,10 +258,21 @@ struct FreeBuffers {
     buffers: Vec<BytesMut>,
     /// Open uploads ([`PoolUser`]s alive).
     users: usize,
+    /// Counts the times `users` fell to 0, so that a release timer set then
+    /// knows whether uploads came and went meanwhile.
+    idle_epoch: u64,
 }
 
+/// How long the pool keeps its free buffers once no upload is open: a client
+/// pushing blob after blob, each in its own request, reuses them instead of
+/// faulting in fresh pages for every push (200 MiB monolithic pushes,
+/// interleaved: minor faults per 5 pushes ~8,000 → ~1,400–2,200, throughput
+/// −2 to +9%).
+const KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An open upload's claim on the pool: while any exists, the pool keeps up to
-/// [`KEEP_FREE`] free buffers; when the last goes, they are freed.
+/// [`KEEP_FREE`] free buffers; [`KEEP_FOR`] after the last goes (at once outside
+/// a runtime), they are freed unless another upload has started.
 #[derive(Debug)]
 pub(crate) struct PoolUser(Arc<ChunkPool>);
 
@@ -268,8 +280,23 @@ impl Drop for PoolUser {
     fn drop(&mut self) {
         let mut free = self.0.lock();
         free.users = free.users.saturating_sub(1);
-        if free.users == 0 {
-            free.buffers = Vec::new();
+        if free.users > 0 {
+            return;
+        }
+        free.idle_epoch += 1;
+        let epoch = free.idle_epoch;
+        drop(free);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let pool = Arc::downgrade(&self.0);
+                rt.spawn(async move {
+                    tokio::time::sleep(KEEP_FOR).await;
+                    if let Some(pool) = pool.upgrade() {
+                        pool.release_if_idle(epoch);
+                    }
+                });
+            }
+            Err(_) => self.0.release_if_idle(epoch),
         }
     }
 }
@@ -277,6 +304,15 @@ impl Drop for PoolUser {
 impl ChunkPool {
     fn lock(&self) -> std::sync::MutexGuard<'_, FreeBuffers> {
         self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Free the buffers if no upload has been open since the `epoch`-th time
+    /// the pool went idle.
+    fn release_if_idle(&self, epoch: u64) {
+        let mut free = self.lock();
+        if free.users == 0 && free.idle_epoch == epoch {
+            free.buffers = Vec::new();
+        }
     }
 
     /// Register an open upload (see [`PoolUser`]).
@@ -514,6 +550,33 @@ mod tests {
         want.extend_from_slice(&b);
         want.extend_from_slice(b"tail");
         assert_eq!(joined, want, "no byte lost, duplicated or reordered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn free_buffers_outlive_the_last_upload_briefly_then_go() {
+        let pool = Arc::new(ChunkPool::default());
+        let give_one = |pool: &ChunkPool| {
+            let (mut full, _) = filled(pool, &[&vec![9u8; CHUNK_BUFFER]]);
+            pool.give(full.remove(0));
+        };
+        let first = pool.user();
+        give_one(&pool);
+        drop(first);
+        tokio::time::sleep(KEEP_FOR / 2).await;
+        assert_eq!(pool.lock().buffers.len(), 1, "freed before KEEP_FOR");
+        // An upload within the window keeps them past the first timer.
+        let second = pool.user();
+        tokio::time::sleep(KEEP_FOR).await;
+        assert_eq!(
+            pool.lock().buffers.len(),
+            1,
+            "freed while an upload is open"
+        );
+        drop(second);
+        tokio::time::sleep(KEEP_FOR / 2).await;
+        assert_eq!(pool.lock().buffers.len(), 1);
+        tokio::time::sleep(KEEP_FOR).await;
+        assert!(pool.lock().buffers.is_empty(), "kept after KEEP_FOR idle");
     }
 
     #[test]
