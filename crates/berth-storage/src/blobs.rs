@@ -446,14 +446,10 @@ impl UploadAppender {
         use std::os::unix::fs::FileExt;
         let aligned = data.len() - data.len() % DIRECT_ALIGN;
         if aligned == 0
-            || matches!(self.direct, Direct::Off)
-            || !self.pos.is_multiple_of(DIRECT_ALIGN as u64)
             || !data.as_ptr().addr().is_multiple_of(DIRECT_ALIGN)
+            || !self.direct_possible()
         {
             return Ok(0);
-        }
-        if matches!(self.direct, Direct::Untried) {
-            self.direct = open_direct(&self.path).map_or(Direct::Off, Direct::Open);
         }
         let Direct::Open(file) = &self.direct else {
             return Ok(0);
