@@ -954,14 +954,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flushed_upload_data_leaves_the_page_cache() {
-        // On the disk the workspace is built on (a tmpfs /tmp would prove nothing).
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-        let dir = tempfile::tempdir_in(&target)
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let id = UploadId::new();
-        store.create_upload(id).await.unwrap();
+        let (_dir, store, id) = upload_on_disk().await;
         let mut f = store.append_upload(id).unwrap();
         // Misaligned on purpose: these bytes go through the page cache.
         let mut backing = vec![7u8; (1 << 20) + 2 * DIRECT_ALIGN];
@@ -1007,13 +1000,7 @@ mod tests {
 
     #[tokio::test]
     async fn append_all_writes_runs_of_whole_blocks_direct_and_the_rest_cached() {
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-        let dir = tempfile::tempdir_in(&target)
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let id = UploadId::new();
-        store.create_upload(id).await.unwrap();
+        let (_dir, store, id) = upload_on_disk().await;
         let mut backing = vec![0u8; (3 << 20) + DIRECT_ALIGN];
         let blocks = aligned_slice(&mut backing, 3 << 20);
         for (i, b) in blocks.iter_mut().enumerate() {
@@ -1029,6 +1016,26 @@ mod tests {
         assert_eq!(f.pos, (3 << 20) + small.len() as u64);
         let direct_used = matches!(f.direct, Direct::Open(_));
         drop(f);
+        check_cached(&store, id, direct_used, (1 << 20) + small.len() as u64);
+        assert_upload_holds(&store, id, &[a, b, small, c]).await;
+    }
+
+    /// A store with one empty upload, on the disk the workspace is built on (a
+    /// tmpfs /tmp would prove nothing about the page cache or direct I/O).
+    async fn upload_on_disk() -> (tempfile::TempDir, BlobStore, UploadId) {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        let dir = tempfile::tempdir_in(&target)
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let id = UploadId::new();
+        store.create_upload(id).await.unwrap();
+        (dir, store, id)
+    }
+
+    /// Direct I/O was used where the filesystem takes it, and about `cached`
+    /// bytes of the upload (what was not written direct) are in the page cache.
+    fn check_cached(store: &BlobStore, id: UploadId, direct_used: bool, cached: u64) {
         let path = store.upload_path(id);
         if supports_direct_io(&path) {
             assert!(
@@ -1036,7 +1043,6 @@ mod tests {
                 "{path:?} supports O_DIRECT, yet it was not used"
             );
         }
-        let cached = (1 << 20) + small.len() as u64;
         match (direct_used, resident_bytes(&path)) {
             (true, Some(resident)) => assert!(
                 resident <= cached + 2 * DIRECT_ALIGN as u64 && resident + (64 << 10) >= cached,
@@ -1044,10 +1050,11 @@ mod tests {
             ),
             _ => eprintln!("not checked: no direct I/O or no residency measure for {path:?}"),
         }
-        let mut want = Vec::new();
-        for part in [a, b, small, c] {
-            want.extend_from_slice(part);
-        }
+    }
+
+    /// The upload's bytes are `parts`, in order.
+    async fn assert_upload_holds(store: &BlobStore, id: UploadId, parts: &[&[u8]]) {
+        let want: Vec<u8> = parts.concat();
         let mut got = Digester::new(berth_oci::Algorithm::Sha256);
         assert_eq!(
             store.hash_upload(id, &mut got).await.unwrap(),
@@ -1064,13 +1071,7 @@ mod tests {
 
     #[tokio::test]
     async fn aligned_blocks_are_written_direct_and_the_rest_through_the_cache() {
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-        let dir = tempfile::tempdir_in(&target)
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let id = UploadId::new();
-        store.create_upload(id).await.unwrap();
+        let (_dir, store, id) = upload_on_disk().await;
         let mut backing = vec![0u8; (1 << 20) + DIRECT_ALIGN];
         let block = aligned_slice(&mut backing, 1 << 20);
         for (i, b) in block.iter_mut().enumerate() {
@@ -1101,31 +1102,8 @@ mod tests {
         drop(f);
         // Before anything reads the file back: the first MiB never entered the
         // page cache; the other ~2 MiB did.
-        let path = store.upload_path(id);
-        if supports_direct_io(&path) {
-            assert!(
-                direct_used,
-                "{path:?} supports O_DIRECT, yet it was not used"
-            );
-        }
-        let cached = (2 << 20) + 99;
-        match (direct_used, resident_bytes(&path)) {
-            (true, Some(resident)) => assert!(
-                resident <= cached + DIRECT_ALIGN as u64 && resident + (64 << 10) >= cached,
-                "{resident} bytes cached, expected about {cached}"
-            ),
-            _ => eprintln!("not checked: no direct I/O or no residency measure for {path:?}"),
-        }
-        let mut want = Vec::new();
-        for part in [block, &block[..100], block, &block[1..]] {
-            want.extend_from_slice(part);
-        }
-        let mut got = Digester::new(berth_oci::Algorithm::Sha256);
-        assert_eq!(
-            store.hash_upload(id, &mut got).await.unwrap(),
-            want.len() as u64
-        );
-        assert_eq!(got.finish(), Digest::sha256_of(&want), "bytes differ");
+        check_cached(&store, id, direct_used, (2 << 20) + 99);
+        assert_upload_holds(&store, id, &[block, &block[..100], block, &block[1..]]).await;
     }
 
     async fn committed(store: &BlobStore, data: &[u8]) -> Digest {
