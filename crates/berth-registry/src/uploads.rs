@@ -372,21 +372,26 @@ fn aligned(mut buf: BytesMut) -> BytesMut {
 }
 
 /// The hasher thread of [`copy_into`]: continue `hash` over every chunk
-/// received and hand the result over; nothing if the previous hasher failed.
+/// received and hand the result over. If the previous hasher failed there is
+/// nothing to continue: it still takes every chunk (so the body is read and
+/// written to the end) and hands nothing over, and the hash is rebuilt from the
+/// file when it is needed.
 fn hash_chunks(
     hash: Hash,
     mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
     hashed: tokio::sync::oneshot::Sender<Digester>,
     pool: Arc<ChunkPool>,
 ) {
-    let Some(mut digester) = hash.resolve_blocking() else {
-        return;
-    };
+    let mut digester = hash.resolve_blocking();
     while let Some(chunk) = chunks.blocking_recv() {
-        digester.update(&chunk);
+        if let Some(d) = digester.as_mut() {
+            d.update(&chunk);
+        }
         pool.give(chunk);
     }
-    let _ = hashed.send(digester);
+    if let Some(d) = digester {
+        let _ = hashed.send(d);
+    }
 }
 
 /// What [`copy_into`] hands back: the caller's token and the outcome.
@@ -463,8 +468,7 @@ where
     // Chunks are copied into pool buffers, which go to the threads when full, or
     // when the body has had nothing more for FLUSH_AFTER, so that what was received
     // is written soon however slowly it arrives.
-    // A closed channel means the writer failed (reported below) or the hasher
-    // gave up (the hash is then rebuilt when needed): stop reading.
+    // A closed channel means the writer failed (reported below): stop reading.
     let send = async |b: Bytes| -> bool {
         to_hasher.send(b.clone()).await.is_ok() && to_writer.send(b).await.is_ok()
     };
@@ -543,6 +547,46 @@ mod tests {
             pool.fill(&mut filling, p, |b| full.push(b));
         }
         (full, filling)
+    }
+
+    /// A body streamed to an upload whose running hash was lost (the hasher of
+    /// the chunk before failed) is still read and written to the end, and its
+    /// hash is left to be rebuilt: the length reported is the body's, not the
+    /// bytes that happened to be through when the hasher would have given up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_running_hash_still_takes_the_whole_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let pool = Arc::new(ChunkPool::default());
+        let id = UploadId::new();
+        blobs.create_upload(id).await.unwrap();
+        let (lost, rx) = tokio::sync::oneshot::channel::<Digester>();
+        drop(lost);
+        let body: Vec<u8> = (0..(5 << 20) + 123).map(|i| (i % 251) as u8).collect();
+        let frames: Vec<std::result::Result<Bytes, std::convert::Infallible>> = body
+            .chunks(64 << 10)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let to = Destination {
+            blobs: &blobs,
+            pool: &pool,
+            id,
+        };
+        let copied = copy_into(
+            to,
+            Hash::Pending(rx),
+            futures_util::stream::iter(frames),
+            (),
+            None,
+        )
+        .await
+        .unwrap();
+        let (hash, n) = copied.result.unwrap();
+        assert_eq!(n, body.len() as u64, "the whole body, not a prefix");
+        assert!(hash.resolve().await.is_none(), "no hash to hand over");
+        let mut rebuilt = Digester::new(Algorithm::Sha256);
+        assert_eq!(blobs.hash_upload(id, &mut rebuilt).await.unwrap(), n);
+        assert_eq!(rebuilt.finish(), Digest::sha256_of(&body));
     }
 
     #[test]
