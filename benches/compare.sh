@@ -693,9 +693,9 @@ fi
 for ((r = 1; r <= ROUNDS; r++)); do
   step "round $r of $ROUNDS"
   if want push; then
-    # This machine's SHA-256 rate drifts by 10% from one minute to the next (1,730
-    # and 1,920 MiB/s in two runs an hour apart): the push's share of it is taken
-    # against a ceiling measured right before it, round by round.
+    # This machine's SHA-256 rate drifts by up to ~10% (1,789–1,917 MiB/s across
+    # one run's rounds; 1,730 and 1,920 in two runs an hour apart): the push's
+    # share of it is taken against a ceiling measured right before it.
     measure_sha "$RAW/ceiling-sha256-r$r.json"
     for s in berth dist; do
       sync

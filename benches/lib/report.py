@@ -441,8 +441,8 @@ def main():
              "`measured_secs` of each `berth bench` call (its measured part; set-up and warm-up come before "
              "it), interpolated between samples. CPU per request divides that by the measured requests.")
     L.append(f"- Ceilings: {sha.get('command', 'openssl speed -evp sha256')} (one core), once with the "
-             "other ceilings and again right before each round's push (the machine's rate drifts by ~10% "
-             "between minutes): the push's share of SHA-256 is the median of each round's push ÷ the rate "
+             "other ceilings and again right before each round's push (the machine's rate drifts by up to ~10% "
+             "within a run): the push's share of SHA-256 is the median of each round's push ÷ the rate "
              "measured just before it; nginx "
              "(sendfile on, access log off, 1 worker) serving a copy of the same blob from the same filesystem, "
              "fetched with `curl -s -o /dev/null -w %{speed_download}` like berth's and Distribution's blob URLs; "
