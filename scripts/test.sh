@@ -7,7 +7,7 @@
 #   (deploy/check.sh, promtool), the real-client tests (skopeo, podman, docker,
 #   umoci) against a spawned `berth serve`, and a smoke run of the benchmark harness
 #   (benches/compare.sh --smoke: tiny sizes, proves the script works; timings never
-#   fail it).
+#   fail it) and of the two-build comparison (benches/ab.sh, two pairs of 4 MiB pushes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -36,3 +36,6 @@ BERTH_BIN="$PWD/target/debug/berth" bash tests/clients/run.sh
 
 step "benchmark harness smoke run"
 bash benches/compare.sh --smoke --berth target/debug/berth --skip-build
+
+step "A/B harness smoke run"
+bash benches/ab.sh --pairs 2 --size 4MiB target/debug/berth target/debug/berth
