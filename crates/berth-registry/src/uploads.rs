@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_oci::{Algorithm, Digest, Digester};
-use berth_storage::{BlobStore, DIRECT_ALIGN, UploadId};
+use berth_storage::{BlobStore, DIRECT_ALIGN, StorageError, UploadId};
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, Stream, StreamExt};
 
@@ -468,7 +468,8 @@ where
     // Chunks are copied into pool buffers, which go to the threads when full, or
     // when the body has had nothing more for FLUSH_AFTER, so that what was received
     // is written soon however slowly it arrives.
-    // A closed channel means the writer failed (reported below): stop reading.
+    // A closed channel means the writer failed (reported below) or the hasher
+    // died (reported below too): stop reading.
     let send = async |b: Bytes| -> bool {
         to_hasher.send(b.clone()).await.is_ok() && to_writer.send(b).await.is_ok()
     };
@@ -524,6 +525,14 @@ where
                 break;
             }
         }
+    }
+    // The hasher ends only once this side has hung up: a closed channel here
+    // means it died (a panic), and the chunks it missed cannot be trusted to
+    // be in the file either.
+    if to_hasher.is_closed() && failure.is_none() {
+        failure = Some(RegistryError::Storage(StorageError::Task(
+            "the upload's hasher stopped".into(),
+        )));
     }
     drop((to_writer, to_hasher));
     let (keep, written) = writer.await.map_err(RegistryError::task)?;
