@@ -25,6 +25,8 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use url::Url;
 
+use crate::socket::{Watch, WatchedStream};
+
 /// Most bytes of a response body kept when it is read whole (error bodies,
 /// tag lists); more is an error.
 pub const MAX_SMALL_BODY: usize = 16 << 20;
@@ -265,6 +267,10 @@ impl Body for SliceBody {
 pub struct Conn {
     target: Arc<Target>,
     sender: Option<SendRequest<SliceBody>>,
+    /// The open connection's byte count and low-water mark.
+    watch: Option<Arc<Watch>>,
+    /// `watch.read()` when the last request was sent.
+    sent_at: u64,
     connects: u64,
 }
 
@@ -274,6 +280,8 @@ impl Conn {
         Conn {
             target,
             sender: None,
+            watch: None,
+            sent_at: 0,
             connects: 0,
         }
     }
@@ -300,7 +308,10 @@ impl Conn {
             addr: addr.to_owned(),
             source,
         })?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        let (stream, watch) = WatchedStream::new(tcp);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        self.watch = Some(watch);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended");
@@ -320,6 +331,7 @@ impl Conn {
     /// a new one.
     pub fn reset(&mut self) {
         self.sender = None;
+        self.watch = None;
     }
 
     /// Open the connection now unless it is open, so that the first measured
@@ -346,9 +358,26 @@ impl Conn {
             sender = self.connect().await?;
             sender.ready().await?;
         }
+        self.sent_at = self.watch.as_ref().map_or(0, |w| w.read());
         let resp = sender.send_request(req).await?;
         self.sender = Some(sender);
         Ok(resp)
+    }
+
+    /// The response to the last request has a body of `len` bytes (its
+    /// `Content-Length`): read it with the socket's low-water mark raised (see
+    /// [`crate::socket`]) until [`Conn::body_done`].
+    pub fn expect_body(&self, len: u64) {
+        if let Some(w) = &self.watch {
+            w.expect_body(self.sent_at, len);
+        }
+    }
+
+    /// The body announced with [`Conn::expect_body`] is read or abandoned.
+    pub fn body_done(&self) {
+        if let Some(w) = &self.watch {
+            w.body_done();
+        }
     }
 }
 

@@ -55,6 +55,7 @@ pub mod report;
 pub mod runner;
 pub mod scenarios;
 pub mod sizes;
+pub mod socket;
 pub mod stats;
 
 pub use error::BenchError;

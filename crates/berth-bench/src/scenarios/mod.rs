@@ -169,9 +169,12 @@ pub async fn get_blob(conn: &mut Conn, want: &ExpectedBlob, verify: bool) -> OpR
     }
     let declared = content_length(&parts.headers);
     let mut hasher = verify.then(Sha256::new);
-    let n = drain(body, hasher.as_mut())
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    if let Some(len) = declared {
+        conn.expect_body(len);
+    }
+    let drained = drain(body, hasher.as_mut()).await;
+    conn.body_done();
+    let n = drained.map_err(|e| fail(e.to_string()))?;
     if declared != Some(want.size) {
         return Err(fail(format!(
             "Content-Length {}, expected {}",
