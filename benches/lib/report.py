@@ -427,7 +427,10 @@ def main():
              "median over the rounds (memory peaks: the maximum over the runs).")
     L.append("- Every push run starts after a `sync` (no dirty pages left from the run before).")
     L.append("- The load generator is `berth bench` (closed loop; setup not measured; warm-up excluded) and "
-             "shares the machine's cores with the server under test.")
+             "shares the machine's cores with the server under test. It reads blob bodies with the socket's "
+             "receive low-water mark at 256 KiB (`SO_RCVLOWAT`, 1 for the last 256 KiB), so it wakes once per "
+             "256 KiB, not once per loopback segment: a client that slept after every segment cost the server "
+             "it pulled from ~30% of its CPU in wake-ups (crates/berth-bench/src/socket.rs).")
     L.append(f"- Pushes: {meta.get('push_iters', '?')} measured + {meta.get('push_warmup', '?')} warm-up "
              f"iteration(s) of {push_sz} per round; pull: {meta.get('pull_iters', '?')} GETs (+ 2 warm-up) on one "
              f"connection, every {meta.get('pull_verify', '?')}th body hashed by the client; "
