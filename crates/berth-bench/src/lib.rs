@@ -6,6 +6,9 @@
 //! - [`http`]: one keep-alive HTTP/1.1 connection per worker (hyper's low-level
 //!   client over `TcpStream` with `TCP_NODELAY`; reconnects after errors). Plain
 //!   HTTP only; `--user` sends Basic credentials (no token flow).
+//! - [`socket`]: the connection's `TcpStream`, which counts the bytes it reads
+//!   and raises `SO_RCVLOWAT` while a blob body arrives, so the generator wakes
+//!   once per 256 KiB instead of once per segment (the server pays for each wake).
 //! - [`content`]: random blobs and the small image; [`oci`]: the protocol steps.
 //! - [`runner`]: the drivers (a number of operations; a duration, closed or open
 //!   loop). Set-up and warm-up are never measured.
